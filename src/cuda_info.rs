@@ -71,3 +71,22 @@ pub fn query() -> Option<(i32, Vec<GpuInfo>)> {
         Some((version, gpus))
     }
 }
+
+/// Bytes in use on CUDA device `index` (total − free, from `cudaMemGetInfo` through libcudart), or None.
+pub fn memory_in_use(index: usize) -> Option<u64> {
+    // SAFETY: documented CUDA runtime API signatures; outputs are live locals. libtorch has already loaded the
+    // runtime and created the context for this device.
+    unsafe {
+        let lib = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"].iter().find_map(|n| Library::new(n).ok())?;
+        let set_device: Symbol<unsafe extern "C" fn(c_int) -> c_int> = lib.get(b"cudaSetDevice").ok()?;
+        let mem_info: Symbol<unsafe extern "C" fn(*mut usize, *mut usize) -> c_int> = lib.get(b"cudaMemGetInfo").ok()?;
+        if set_device(index as c_int) != 0 {
+            return None;
+        }
+        let (mut free, mut total) = (0usize, 0usize);
+        if mem_info(&mut free, &mut total) != 0 {
+            return None;
+        }
+        Some((total - free) as u64)
+    }
+}

@@ -90,3 +90,30 @@ impl std::fmt::Display for Info {
         write!(f, "selected device  {}", self.selected_device)
     }
 }
+
+/// "NVIDIA H100 80GB HBM3, 79.1 GiB" for a CUDA device, "N CPU threads" for the CPU: for run logs.
+pub fn short_device_description(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(i) => cuda_info::query()
+            .and_then(|(_, gpus)| gpus.into_iter().find(|g| g.index == i))
+            .map_or_else(
+                || "CUDA".to_string(),
+                |g| format!("{}, {:.1} GiB", g.name, g.total_memory_bytes as f64 / (1u64 << 30) as f64),
+            ),
+        _ => format!("{} CPU threads", tch::get_num_threads()),
+    }
+}
+
+/// Peak memory in GB for the run log: the process's peak resident set on the CPU (from /proc); on CUDA the device's
+/// memory in use as the driver reports it (libtorch's allocator statistics are not exposed through tch).
+pub fn peak_memory_gb(device: tch::Device) -> Option<f64> {
+    match device {
+        tch::Device::Cuda(i) => cuda_info::memory_in_use(i).map(|b| b as f64 / 1e9),
+        _ => {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024.0 / 1e9)
+        }
+    }
+}

@@ -8,12 +8,22 @@ pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
 pub mod info;
+pub mod losses;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+pub mod snapshot;
+pub mod config;
+pub mod tensorboard;
+pub mod train;
+pub mod traversal;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
 #[derive(Clone, Debug)]
 pub struct Globals {
     pub device: device::DeviceSpec,
-    pub seed: u64,
+    /// `--seed` when given (commands fall back to their own default, e.g. a preset's or 1000).
+    pub seed: Option<u64>,
     /// −1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
 }

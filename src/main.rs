@@ -1,7 +1,7 @@
 //! `hessian-gan`: parses the command line and hands over to the library.
 
 use clap::{Parser, Subcommand};
-use hessian_gan::{device::DeviceSpec, info, Globals};
+use hessian_gan::{device::DeviceSpec, info, train, Globals};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -14,9 +14,9 @@ struct Cli {
     /// Compute device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "auto")]
     device: DeviceSpec,
-    /// Seed for every random draw (latents, Rademacher directions, data order).
-    #[arg(long, global = true, default_value_t = 1000)]
-    seed: u64,
+    /// Seed for every random draw (latents, Rademacher directions, data order); default 1000.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
     /// More output (repeatable).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
+    Train(Box<train::TrainArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{report}");
             }
         }
+        Command::Train(args) => train::run(&globals, *args)?,
     }
     Ok(())
 }
