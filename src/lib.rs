@@ -8,6 +8,7 @@ pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
 pub mod info;
+pub mod networks;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
 #[derive(Clone, Debug)]
