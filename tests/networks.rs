@@ -158,11 +158,22 @@ fn summary_lists_layers_and_the_totals() {
         "18,837,394",
         "D total",
         "22,941,313",
-        "13=images_out",
     ] {
         assert!(s.contains(needle), "summary lacks {needle:?}:\n{s}");
     }
     assert!(!s.contains("Q head"), "no Q head without infogan_nz:\n{s}");
+    // The HP layer numbers sit next to G's layers.
+    let hp_line = |n: &str, name: &str| {
+        s.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 2 && f[0] == n && f[1] == name
+        })
+    };
+    assert!(
+        hp_line("1", "4x4/Dense")
+            && hp_line("11", "128x128/Conv0_up")
+            && hp_line("13", "images_out")
+    );
     let q = summary(&NetConfig {
         nz: 3,
         infogan_nz: 1,

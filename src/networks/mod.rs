@@ -312,41 +312,75 @@ pub fn summary(cfg: &NetConfig) -> Result<String> {
             .join("×")
     };
     let mut out = String::new();
-    let w = 28;
-    let row = |out: &mut String, name: &str, shape: &str, params: &str| {
-        let _ = writeln!(out, "  {name:<w$} {shape:>14} {params:>14}");
+    let row = |out: &mut String, hp: &str, name: &str, shape: &str, params: &str| {
+        let _ = writeln!(out, "  {hp:>3} {name:<26} {shape:>14} {params:>14}");
     };
     let _ = writeln!(
         out,
         "Networks: resolution {0}×{0}, nz {1}, channels {2}, fmap_base {3}, fmap_max {4}, infogan_nz {5}",
         cfg.resolution, cfg.nz, cfg.num_channels, cfg.fmap_base, cfg.fmap_max, cfg.infogan_nz
     );
-    let _ = writeln!(out, "Generator G (input: z [{}])", cfg.nz);
-    row(&mut out, "layer", "output", "params");
+    let _ = writeln!(
+        out,
+        "Generator G (input: z [{}]; HP = Hessian-Penalty layer number)",
+        cfg.nz
+    );
+    row(&mut out, "HP", "layer", "output", "params");
+    let hp_of: std::collections::HashMap<String, usize> = (1..cfg.num_hp_layers())
+        .map(|l| (cfg.hp_layer_name(l), l))
+        .collect();
     for r in g.layer_info() {
-        row(&mut out, &r.name, &shape(&r.shape), &thousands(r.params));
+        let hp = hp_of
+            .get(&r.name)
+            .map(|l| l.to_string())
+            .unwrap_or_default();
+        row(
+            &mut out,
+            &hp,
+            &r.name,
+            &shape(&r.shape),
+            &thousands(r.params),
+        );
     }
-    row(&mut out, "G total", "", &thousands(g_total));
+    let rgb = cfg.num_hp_layers().to_string();
+    let full = shape(&cfg.hp_layer_shape(cfg.num_hp_layers()));
+    row(&mut out, &rgb, "images_out (lod-blended)", &full, "0");
+    row(&mut out, "", "G total", "", &thousands(g_total));
     let _ = writeln!(
         out,
         "Discriminator D (input: images [{0}×{1}×{1}])",
         cfg.num_channels, cfg.resolution
     );
-    row(&mut out, "layer", "output", "params");
-    for r in d.layer_info() {
-        row(&mut out, &r.name, &shape(&r.shape), &thousands(r.params));
+    row(&mut out, "", "layer", "output", "params");
+    let (q_rows, d_rows): (Vec<_>, Vec<_>) = d
+        .layer_info()
+        .into_iter()
+        .partition(|r| r.name.starts_with("4x4/Q_Encoder/"));
+    for r in d_rows {
+        row(
+            &mut out,
+            "",
+            &r.name,
+            &shape(&r.shape),
+            &thousands(r.params),
+        );
     }
-    row(&mut out, "D total", "", &thousands(d_total));
+    row(&mut out, "", "D total", "", &thousands(d_total));
     if d.has_q_head() {
-        row(&mut out, "Q head total", "", &thousands(q_total));
+        let _ = writeln!(
+            out,
+            "InfoGAN Q head (on D's 4×4 input, before minibatch stddev)"
+        );
+        for r in q_rows {
+            row(
+                &mut out,
+                "",
+                &r.name,
+                &shape(&r.shape),
+                &thousands(r.params),
+            );
+        }
+        row(&mut out, "", "Q head total", "", &thousands(q_total));
     }
-    let _ = writeln!(
-        out,
-        "HP layers (1-based): {}",
-        (1..=cfg.num_hp_layers())
-            .map(|l| format!("{l}={}", cfg.hp_layer_name(l)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     Ok(out)
 }
