@@ -816,6 +816,7 @@ fn discriminator_matches_the_reference_at_every_lod() {
                 let q = q.expect("the Q head exists");
                 assert_eq!(q.size(), [8, 2]);
                 assert_close(&q, &want_q.unwrap(), 1e-10, &format!("Q at lod {lod}"));
+                assert_close(&d.score(&x, lod, chunks), &score, 0.0, "score without Q");
             }
         }
     });

@@ -114,6 +114,16 @@ impl Discriminator {
     /// the groups are strided, group size min(4, chunk). Panics when the shapes do not fit (validate batch sizes with
     /// [`super::check_minibatch`]).
     pub fn forward(&self, x: &Tensor, lod: f64, chunks: i64) -> (Tensor, Option<Tensor>) {
+        self.run(x, lod, chunks, true)
+    }
+
+    /// The scores alone, without evaluating the Q head (reals and the gradient-penalty mix need no encoding; TF
+    /// evaluated only what was fetched, so this is what the reference computed for them).
+    pub fn score(&self, x: &Tensor, lod: f64, chunks: i64) -> Tensor {
+        self.run(x, lod, chunks, false).0
+    }
+
+    fn run(&self, x: &Tensor, lod: f64, chunks: i64, want_q: bool) -> (Tensor, Option<Tensor>) {
         let cfg = &self.cfg;
         let (lo, alpha) = cfg.split_lod(lod);
         let r_log2 = cfg.log2_res();
@@ -138,7 +148,7 @@ impl Discriminator {
             }
         }
         // 4×4 block: the Q head reads its input, before minibatch stddev (spec §1.6).
-        let q = self.q.as_ref().map(|q| {
+        let q = self.q.as_ref().filter(|_| want_q).map(|q| {
             let y = lrelu(&q.conv.forward(&h));
             let y = lrelu(&q.dense0.forward(&y));
             q.dense1.forward(&y)
