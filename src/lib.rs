@@ -2,6 +2,7 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments; everything it runs lives here, one module per job.
 
+pub mod config;
 pub mod cuda_info;
 pub mod device;
 pub mod fsutil;
@@ -9,11 +10,11 @@ pub mod hessian;
 pub mod imageio;
 pub mod info;
 pub mod losses;
+pub mod networks;
 pub mod optim;
 pub mod progress;
 pub mod schedule;
 pub mod snapshot;
-pub mod config;
 pub mod tensorboard;
 pub mod train;
 pub mod traversal;
