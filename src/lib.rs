@@ -15,8 +15,8 @@ pub mod optim;
 pub mod progress;
 pub mod schedule;
 pub mod snapshot;
-pub mod tensorboard;
-pub mod train;
+//pub mod tensorboard;
+//pub mod train;
 pub mod traversal;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).

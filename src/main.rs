@@ -1,7 +1,7 @@
 //! `hessian-gan`: parses the command line and hands over to the library.
 
 use clap::{Parser, Subcommand};
-use hessian_gan::{device::DeviceSpec, info, train, Globals};
+use hessian_gan::{device::DeviceSpec, info, Globals};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -35,8 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
-    Train(Box<train::TrainArgs>),
+    // /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
+    //Train(Box<train::TrainArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -58,7 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{report}");
             }
         }
-        Command::Train(args) => train::run(&globals, *args)?,
+        //Command::Train(args) => train::run(&globals, *args)?,
     }
     Ok(())
 }

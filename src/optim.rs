@@ -33,7 +33,7 @@ impl FlatParams {
         let (mut names, mut params) = (Vec::new(), Vec::new());
         for (name, mut var) in vars {
             let n = var.numel() as i64;
-            let view = flat.narrow(0, off, n).view(var.size().as_slice());
+            let mut view = flat.narrow(0, off, n).view(var.size().as_slice());
             view.copy_(&var);
             var.set_data(&view);
             spans.push((off, n));
@@ -62,7 +62,7 @@ impl FlatParams {
     pub fn copy_from(&self, other: &FlatParams) -> Result<()> {
         ensure!(self.names == other.names, "parameter layouts differ; cannot copy between these networks");
         let _guard = tch::no_grad_guard();
-        self.flat.copy_(&other.flat);
+        self.flat.shallow_clone().copy_(&other.flat);
         Ok(())
     }
 
@@ -130,18 +130,20 @@ impl Adam {
         let g = grad.nan_to_num(0.0, 0.0, 0.0) * &ok;
         let _ = self.step.g_add_(&ok);
         // m ← β1·m + (1−β1)·g when ok, unchanged otherwise (g is zero then and the decay factor is 1).
-        let keep1 = 1.0 - &ok * (1.0 - self.beta1);
-        let keep2 = 1.0 - &ok * (1.0 - self.beta2);
+        let keep1 = -(&ok * (1.0 - self.beta1)) + 1.0;
+        let keep2 = -(&ok * (1.0 - self.beta2)) + 1.0;
         let _ = self.m.g_mul_(&keep1).g_add_(&(&g * (1.0 - self.beta1)));
         let _ = self.v.g_mul_(&keep2).g_add_(&(g.square() * (1.0 - self.beta2)));
         let t = self.step.clamp_min(1.0);
         // β^t as exp(t·ln β), computed on the device (ln 0 = −∞ gives β1^t = 0 for β1 = 0, t ≥ 1).
-        let pow = |beta: f64| (&t * beta.ln()).exp();
-        let lr_t = (1.0 - pow(self.beta2)).sqrt() / (1.0 - pow(self.beta1)) * (self.lr * &ok);
+        let pow = |beta: f64| -> Tensor { (&t * beta.ln()).exp() };
+        let bias2 = (-pow(self.beta2) + 1.0).sqrt();
+        let bias1 = -pow(self.beta1) + 1.0;
+        let lr_t = bias2 / bias1 * (&ok * self.lr);
         let update = &self.m / (self.v.sqrt() + self.eps) * lr_t;
         let mut flat = params.flat.shallow_clone();
         let _ = flat.g_sub_(&update);
-        let skip = 1.0 - &ok;
+        let skip = -&ok + 1.0;
         let _ = self.skipped.g_add_(&skip);
         let _ = self.consecutive_skips.g_add_(&skip).g_mul_(&skip);
     }
@@ -151,5 +153,80 @@ impl Adam {
         for t in [&mut self.m, &mut self.v, &mut self.step, &mut self.skipped, &mut self.consecutive_skips] {
             *t = t.to_device(device);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn;
+
+    fn store() -> (VarStore, FlatParams) {
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let _a = root.var_copy("a", &Tensor::from_slice(&[1.0f32, -2.0]));
+        let _b = root.var_copy("b", &Tensor::from_slice(&[0.5f32, 0.25, 3.0, -1.0]).reshape([2, 2]));
+        let flat = FlatParams::new(&vs);
+        (vs, flat)
+    }
+
+    #[test]
+    fn variables_become_views_of_the_flat_buffer() {
+        let (vs, p) = store();
+        assert_eq!(p.names, vec!["a", "b"]);
+        assert_eq!(p.numel(), 6);
+        let _ = p.flat.shallow_clone().fill_(7.0);
+        let vars = vs.variables();
+        assert_eq!(vars["b"].double_value(&[1, 0]), 7.0, "writing the buffer updates the variable");
+        assert!(vars["a"].requires_grad());
+        let _ = nn::Init::Const(0.0);
+    }
+
+    #[test]
+    fn adam_matches_tf_update_rule_and_skips_non_finite() {
+        let (_vs, p) = store();
+        let mut opt = Adam::new(&p, 0.1);
+        opt.beta1 = 0.9;
+        let theta0: Vec<f32> = Vec::try_from(&p.flat).unwrap();
+        let grads = [[0.5f32, -1.0, 2.0, 0.0, 1.0, -0.25], [1.0f32, 1.0, -1.0, 0.5, 0.0, 2.0]];
+        // Reference computation in f64.
+        let (mut m, mut v, mut th) = (vec![0f64; 6], vec![0f64; 6], theta0.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        for (t, g) in grads.iter().enumerate() {
+            let t = (t + 1) as f64;
+            let lr_t = 0.1 * (1.0 - 0.99f64.powf(t)).sqrt() / (1.0 - 0.9f64.powf(t));
+            for i in 0..6 {
+                m[i] = 0.9 * m[i] + 0.1 * g[i] as f64;
+                v[i] = 0.99 * v[i] + 0.01 * (g[i] as f64).powi(2);
+                th[i] -= lr_t * m[i] / (v[i].sqrt() + 1e-8);
+            }
+            opt.step(&p, &Tensor::from_slice(g));
+            // A NaN gradient in between changes nothing.
+            opt.step(&p, &Tensor::from_slice(&[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0]));
+        }
+        let got: Vec<f32> = Vec::try_from(&p.flat).unwrap();
+        for i in 0..6 {
+            assert!((got[i] as f64 - th[i]).abs() < 1e-5, "param {i}: {} vs {}", got[i], th[i]);
+        }
+        assert_eq!(opt.step.double_value(&[]), 2.0);
+        assert_eq!(opt.skipped.double_value(&[]), 2.0);
+        assert_eq!(opt.consecutive_skips.double_value(&[]), 1.0);
+        opt.step(&p, &Tensor::from_slice(&[f32::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0]));
+        assert_eq!(opt.consecutive_skips.double_value(&[]), 2.0);
+        opt.step(&p, &Tensor::zeros([6], (Kind::Float, Device::Cpu)));
+        assert_eq!(opt.consecutive_skips.double_value(&[]), 0.0, "a good update ends the run of skips");
+        opt.reset();
+        assert_eq!(opt.step.double_value(&[]), 0.0);
+        assert_eq!(opt.m.abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn ema_moves_toward_the_source() {
+        let (_vs, g) = store();
+        let (_vs2, gs) = store();
+        let _ = gs.flat.shallow_clone().fill_(0.0);
+        gs.ema_from(&g, 0.75);
+        // gs ← g + β(gs − g) = 0.25·g when gs = 0.
+        let want = &g.flat * 0.25;
+        assert!(gs.flat.allclose(&want, 1e-6, 1e-7, false));
     }
 }
