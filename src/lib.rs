@@ -4,10 +4,13 @@
 
 pub mod cuda_info;
 pub mod device;
+pub mod download;
 pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
 pub mod info;
+pub mod resources;
+pub mod tfrecord;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
 #[derive(Clone, Debug)]
