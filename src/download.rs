@@ -261,10 +261,15 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
         .into());
     }
     let resumed_from = file_len(&file, &partial)?;
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .connect_timeout(opts.connect_timeout)
         // In the blocking client this bounds the wait for the headers and every single body read: a stall detector.
-        .timeout(opts.read_timeout)
+        .timeout(opts.read_timeout);
+    if is_loopback(url) {
+        // A proxy from the environment must not intercept a server on this machine (a local mirror, the tests).
+        builder = builder.no_proxy();
+    }
+    let client = builder
         .build()
         .context("cannot initialise the HTTP client")?;
     let bar = progress_bar(dest, opts);
@@ -433,6 +438,20 @@ pub fn ensure_file(
         );
     }
     Ok(None)
+}
+
+fn is_loopback(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// SHA-256 of a file, lowercase hex.
@@ -793,6 +812,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(BASE_URL_ENV), "{err}");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("http://127.0.0.1:8000/x"));
+        assert!(is_loopback("http://localhost/x"));
+        assert!(is_loopback("http://[::1]:80/x"));
+        assert!(!is_loopback(REFERENCE_BASE_URL));
+        assert!(!is_loopback("http://10.0.0.1/"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// TFRecord's CRC mask: rotate right by 15 bits and add a constant, so that a CRC of data containing CRCs stays
@@ -193,9 +193,11 @@ pub fn count_records(path: &Path) -> Result<u64> {
         if len.saturating_add(4) > available {
             bail!(reader.truncated(12 + len + 4, 12 + available));
         }
+        // seek_relative keeps BufReader's buffer when the skip lands inside it (a plain seek would discard it).
+        let skip = i64::try_from(len + 4).expect("bounded by the file length");
         reader
             .reader
-            .seek(SeekFrom::Current((len + 4) as i64))
+            .seek_relative(skip)
             .with_context(|| format!("cannot read {}", path.display()))?;
         reader.offset += 12 + len + 4;
         reader.index += 1;
