@@ -5,6 +5,7 @@
 pub mod config;
 pub mod cuda_info;
 pub mod device;
+pub mod download;
 pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
@@ -13,9 +14,11 @@ pub mod losses;
 pub mod networks;
 pub mod optim;
 pub mod progress;
+pub mod resources;
 pub mod schedule;
 pub mod snapshot;
-//pub mod tensorboard;
+pub mod tensorboard;
+pub mod tfrecord;
 //pub mod train;
 pub mod traversal;
 

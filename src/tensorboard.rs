@@ -4,7 +4,7 @@
 //! An events file is a TFRecord stream (the framing in `tfrecord`) of `Event` protobufs. The three messages needed
 //! here (Event, Summary.Value, Summary.Image) are small enough to encode by hand, which avoids an old protobuf stack.
 
-use crate::tfrecord;
+use crate::tfrecord::{put_varint as varint, TfRecordWriter};
 use anyhow::{Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -12,16 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Appends scalars and images to `<dir>/events.out.tfevents.<time>.hessian-gan`.
 pub struct EventWriter {
-    out: BufWriter<std::fs::File>,
+    out: TfRecordWriter<BufWriter<std::fs::File>>,
     path: PathBuf,
-}
-
-fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
 }
 
 fn key(buf: &mut Vec<u8>, field: u64, wire: u64) {
@@ -59,7 +51,7 @@ impl EventWriter {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(format!("events.out.tfevents.{}.hessian-gan", now() as u64));
         let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut w = Self { out: BufWriter::new(file), path };
+        let mut w = Self { out: TfRecordWriter::new(BufWriter::new(file)), path };
         w.record(&event(0, Some("brain.Event:2"), None))?;
         Ok(w)
     }
@@ -69,7 +61,8 @@ impl EventWriter {
     }
 
     fn record(&mut self, data: &[u8]) -> Result<()> {
-        tfrecord::write_record(&mut self.out, data)
+        self.out
+            .write_record(data)
             .with_context(|| format!("cannot write TensorBoard events to {}", self.path.display()))
     }
 
@@ -107,7 +100,7 @@ impl EventWriter {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().with_context(|| format!("cannot write {}", self.path.display()))
+        self.out.get_mut().flush().with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
