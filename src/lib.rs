@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) only parses arguments; everything it runs lives here, one module per job.
 
 pub mod cuda_info;
+pub mod dataset;
 pub mod device;
 pub mod fsutil;
 pub mod hessian;

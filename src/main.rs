@@ -1,8 +1,11 @@
 //! `hessian-gan`: parses the command line and hands over to the library.
 
 use clap::{Parser, Subcommand};
+use hessian_gan::dataset::{self, images, loader, synth};
 use hessian_gan::{device::DeviceSpec, info, Globals};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +38,224 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// A dataset from a folder of PNG/JPEG/WebP/BMP images (searched recursively).
+    CreateFromImages {
+        /// Folder with the images.
+        dir: PathBuf,
+        /// New dataset directory.
+        out: PathBuf,
+        /// Centre-crop and resize (Lanczos3) every image to R×R; without it the images must all be the same
+        /// square power-of-two size.
+        #[arg(long)]
+        resolution: Option<u32>,
+        /// Store the images in a random order drawn from --seed (default: sorted by path).
+        #[arg(long)]
+        shuffle: bool,
+        /// Skip unreadable or corrupt files (they are counted and listed) instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+        /// Dataset name (default: OUT's directory name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The reference's edges2shoes dataset: each 512×256 pix2pix pair in DIR/train gives an edge map and a photo.
+    CreateEdgesAndShoes {
+        /// pix2pix edges2shoes folder (containing train/).
+        dir: PathBuf,
+        /// New dataset directory.
+        out: PathBuf,
+        /// Largest stored level (the reference's downloadable dataset stops at 128).
+        #[arg(long, default_value_t = 128)]
+        resolution: u32,
+        /// Dataset name (default: OUT's directory name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A synthetic dataset with ground-truth factors (CLEVR-like scenes or dSprites).
+    Synth {
+        /// Which dataset.
+        #[arg(long, value_enum)]
+        kind: synth::Kind,
+        /// Number of images (dsprites: 0 = the full 737,280-image grid).
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The full dSprites grid (same as --count 0).
+        #[arg(long)]
+        full: bool,
+        /// Image size (default 128 for CLEVR kinds, 64 for dsprites).
+        #[arg(long)]
+        resolution: Option<u32>,
+        /// Dataset name (default: the kind with underscores).
+        #[arg(long)]
+        name: Option<String>,
+        /// New dataset directory.
+        out: PathBuf,
+    },
+    /// Count, levels and factors of a dataset; optionally a grid of its first images.
+    Info {
+        dir: PathBuf,
+        /// Write a PNG grid of the first 64 images here.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        /// Level of the grid (log2 of its resolution; default the largest).
+        #[arg(long)]
+        level: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the images of one level as PNG files into a new directory.
+    Extract {
+        dir: PathBuf,
+        out: PathBuf,
+        /// log2 of the level's resolution (default the largest).
+        #[arg(long)]
+        level: Option<u32>,
+        /// At most this many images.
+        #[arg(long)]
+        max: Option<usize>,
+    },
+    /// Images per second of the training loader alone (JSON).
+    Bench {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        resolution: u32,
+        #[arg(long, default_value_t = 24)]
+        batch: usize,
+        #[arg(long, default_value_t = 500)]
+        batches: usize,
+        /// Batches prefetched on the background thread (0 = synchronous reads).
+        #[arg(long, default_value_t = loader::DEFAULT_PREFETCH)]
+        prefetch: usize,
+    },
+}
+
+fn run_dataset(command: DatasetCommand, globals: &Globals) -> anyhow::Result<()> {
+    let v = globals.verbosity;
+    match command {
+        DatasetCommand::CreateFromImages {
+            dir,
+            out,
+            resolution,
+            shuffle,
+            skip_bad,
+            name,
+        } => {
+            let opts = images::FromImagesOptions {
+                resolution,
+                shuffle,
+                skip_bad,
+                name,
+                seed: globals.seed,
+            };
+            let r = images::create_from_images(&dir, &out, &opts, v)?;
+            if v >= 0 {
+                println!(
+                    "created {}: {} images at {}×{} ({} skipped) in {:.1} s",
+                    r.out.display(),
+                    r.count,
+                    r.resolution,
+                    r.resolution,
+                    r.skipped.len(),
+                    r.seconds
+                );
+            }
+        }
+        DatasetCommand::CreateEdgesAndShoes {
+            dir,
+            out,
+            resolution,
+            name,
+        } => {
+            let opts = images::EdgesShoesOptions {
+                resolution,
+                name,
+                seed: globals.seed,
+            };
+            let r = images::create_edges_and_shoes(&dir, &out, &opts, v)?;
+            if v >= 0 {
+                println!(
+                    "created {}: {} images at {}×{} in {:.1} s",
+                    r.out.display(),
+                    r.count,
+                    r.resolution,
+                    r.resolution,
+                    r.seconds
+                );
+            }
+        }
+        DatasetCommand::Synth {
+            kind,
+            count,
+            full,
+            resolution,
+            name,
+            out,
+        } => {
+            let opts = synth::SynthOptions {
+                kind,
+                count: if full { 0 } else { count },
+                resolution: resolution.unwrap_or(kind.default_resolution()),
+                seed: globals.seed,
+                name,
+            };
+            let (_, report) = synth::generate(&out, &opts, v)?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        DatasetCommand::Info {
+            dir,
+            grid,
+            level,
+            json,
+        } => {
+            let ds = dataset::Dataset::open(&dir)?;
+            let info = images::info(&ds)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print!("{info}");
+            }
+            if let Some(path) = grid {
+                images::save_sample_grid(&ds, level, 64, 8, &path)?;
+                if !json && v >= 0 {
+                    println!("grid        {}", path.display());
+                }
+            }
+        }
+        DatasetCommand::Extract {
+            dir,
+            out,
+            level,
+            max,
+        } => {
+            let ds = dataset::Dataset::open(&dir)?;
+            let n = images::extract(&ds, &out, level, max, v)?;
+            if v >= 0 {
+                println!("wrote {n} PNGs to {}", out.display());
+            }
+        }
+        DatasetCommand::Bench {
+            dir,
+            resolution,
+            batch,
+            batches,
+            prefetch,
+        } => {
+            let ds = Arc::new(dataset::Dataset::open(&dir)?);
+            let r = loader::bench(ds, globals.seed, resolution, batch, batches, prefetch)?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{report}");
             }
         }
+        Command::Dataset { command } => run_dataset(command, &globals)?,
     }
     Ok(())
 }
