@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod cuda_info;
+pub mod dataset;
 pub mod device;
 pub mod download;
+pub mod fetch;
 pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
@@ -19,7 +21,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod tensorboard;
 pub mod tfrecord;
-//pub mod train;
+pub mod train;
 pub mod traversal;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
@@ -30,4 +32,17 @@ pub struct Globals {
     pub seed: Option<u64>,
     /// −1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
+    /// `--base-url`: where reference datasets and checkpoints are downloaded from (else $HESSIAN_GAN_BASE_URL, else
+    /// the reference's server).
+    pub base_url: Option<String>,
+}
+
+impl Globals {
+    /// The reference's default seed (train.py `--seed 1000`).
+    pub const DEFAULT_SEED: u64 = 1000;
+
+    /// `--seed`, or 1000 when it was not given.
+    pub fn seed_or_default(&self) -> u64 {
+        self.seed.unwrap_or(Self::DEFAULT_SEED)
+    }
 }

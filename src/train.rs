@@ -473,11 +473,11 @@ pub fn run(globals: &Globals, args: TrainArgs) -> Result<()> {
         return Ok(());
     }
 
-    let dataset_dir = crate::dataset::locate(&cfg.dataset, &cfg.datasets_dir, globals)?;
+    let dataset_dir = crate::fetch::locate(&cfg.dataset, &cfg.datasets_dir, globals)?;
     let dataset = Arc::new(Dataset::open(&dataset_dir)?);
     let meta = dataset.meta();
     ensure!(
-        meta.resolution >= cfg.resolution,
+        meta.resolution as i64 >= cfg.resolution,
         "dataset {} has resolution {}, below --resolution {}",
         dataset_dir.display(),
         meta.resolution,
@@ -569,7 +569,10 @@ impl Trainer {
             notes.push(format!("resumed from {} at {:.1} kimg", snap.path.display(), state.cur_nimg as f64 / 1000.0));
         }
         cfg.hp_start_kimg = state.hp_start_kimg;
-        let loader = Loader::with_state(dataset.clone(), cfg.seed, state.loader.clone())?;
+        let loader = match &resumed {
+            Some(_) => Loader::with_state(dataset.clone(), cfg.seed, state.loader.clone())?,
+            None => Loader::new(dataset.clone(), cfg.seed),
+        };
         let hp = HessianPenalty::new(cfg.num_rademacher_samples.max(2), cfg.epsilon.max(f64::MIN_POSITIVE))?
             .with_chunks(cfg.num_gpus as usize)?;
         // Fixed latents for the fakes grid and the traversal GIFs, drawn once from the run seed (§2.1, §7.2).
