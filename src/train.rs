@@ -515,7 +515,8 @@ fn print_schedule(s: &ScheduleConfig) {
     }
 }
 
-struct Trainer {
+/// A training run in progress: the loop of `train`, exposed step by step for tests and benchmarks.
+pub struct Trainer {
     cfg: TrainConfig,
     sched: ScheduleConfig,
     device: Device,
@@ -536,7 +537,7 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(
+    pub fn new(
         globals: &Globals,
         mut cfg: TrainConfig,
         device: Device,
@@ -633,7 +634,21 @@ impl Trainer {
         let _ = writeln!(self.log, "{line}");
     }
 
-    fn train(&mut self) -> Result<()> {
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// Means of the scalars logged since the last call (a host read per key).
+    pub fn take_stats(&mut self) -> Vec<(String, f64)> {
+        self.stats.take()
+    }
+
+    /// The whole run: iterations, ticks, snapshots, until total_kimg, abort.txt or Ctrl-C.
+    pub fn train(&mut self) -> Result<()> {
         install_ctrlc();
         let total_nimg = (self.cfg.total_kimg * 1000.0).round() as u64;
         ensure!(
@@ -772,7 +787,7 @@ impl Trainer {
     }
 
     /// One D step (with the Gs EMA update) and one G step (§2.3).
-    fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
+    pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
         let level = data_res.trailing_zeros();
         let chunks = self.cfg.num_gpus;
