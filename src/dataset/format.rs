@@ -96,6 +96,16 @@ pub struct Level {
     map: Mmap,
 }
 
+impl std::fmt::Debug for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Level(r{:02}: {} × {}×{}×{})",
+            self.log2, self.count, self.channels, self.size, self.size
+        )
+    }
+}
+
 impl Level {
     pub fn log2(&self) -> u32 {
         self.log2
@@ -336,8 +346,9 @@ fn open_level(dir: &Path, meta: &DatasetMeta, log2: u32) -> Result<Level> {
         return Err(incomplete(
             dir,
             format!(
-                "{name} holds {:?} {:?}, expected uint8 {want:?}",
-                header.dtype, header.shape
+                "{name} holds {} {:?}, expected uint8 {want:?}",
+                header.dtype.name(),
+                header.shape
             ),
         ));
     }
