@@ -165,12 +165,11 @@ fn dsprites_areas_match_the_geometry() {
     };
     for scale in dsprites_scales() {
         let areas: Vec<f32> = (0..3).map(|s| count(s as f32, scale)).collect();
-        for s in 0..3 {
+        for (s, &area) in areas.iter().enumerate() {
             let want = dsprites::analytic_area(s, scale);
             assert!(
-                (areas[s] / want - 1.0).abs() < 0.02,
-                "shape {s} scale {scale}: {} vs {want}",
-                areas[s]
+                (area / want - 1.0).abs() < 0.02,
+                "shape {s} scale {scale}: {area} vs {want}"
             );
         }
         // Ratios: heart / square = (11² (1 + π/4)) / 16², ellipse / square = π·10.5·5.25 / 16².
