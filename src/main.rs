@@ -235,6 +235,10 @@ fn run_dataset(command: DatasetCommand, globals: &Globals) -> anyhow::Result<()>
             name,
             out,
         } => {
+            anyhow::ensure!(
+                !full || kind == synth::Kind::Dsprites,
+                "--full applies to --kind dsprites only (the CLEVR kinds have no finite grid)"
+            );
             let opts = synth::SynthOptions {
                 kind,
                 count: if full { 0 } else { count },

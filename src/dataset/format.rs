@@ -96,6 +96,16 @@ pub struct Level {
     map: Mmap,
 }
 
+impl std::fmt::Debug for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Level(r{:02}: {} × {}×{}×{})",
+            self.log2, self.count, self.channels, self.size, self.size
+        )
+    }
+}
+
 impl Level {
     pub fn log2(&self) -> u32 {
         self.log2
@@ -127,19 +137,30 @@ impl Level {
             out.extend_from_slice(self.image(i as usize));
         }
     }
-    /// The images `indices` as a CPU uint8 tensor [B, C, size, size].
+    /// The images `indices` as a CPU uint8 tensor [B, C, size, size], copied straight from the map into the
+    /// tensor's memory (one copy, no intermediate buffer and no ATen kernel, which keeps libtorch's thread pool
+    /// out of the loader).
     pub fn tensor(&self, indices: &[u32]) -> Tensor {
-        let mut data = Vec::new();
-        self.gather_into(indices, &mut data);
-        bytes_to_tensor(&data, indices.len(), self.channels, self.size)
+        let (b, ib) = (indices.len(), self.image_bytes());
+        let t = Tensor::empty(
+            [
+                b as i64,
+                self.channels as i64,
+                self.size as i64,
+                self.size as i64,
+            ],
+            (Kind::Uint8, tch::Device::Cpu),
+        );
+        if b > 0 {
+            // Safety: `t` is a fresh, contiguous CPU uint8 tensor of exactly b·ib bytes that nothing else
+            // references yet.
+            let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, b * ib) };
+            for (chunk, &i) in dst.chunks_exact_mut(ib).zip(indices) {
+                chunk.copy_from_slice(self.image(i as usize));
+            }
+        }
+        t
     }
-}
-
-/// Wraps `n` CHW images into a uint8 tensor [n, c, s, s] (one copy).
-pub fn bytes_to_tensor(data: &[u8], n: usize, c: usize, s: usize) -> Tensor {
-    Tensor::from_slice(data)
-        .to_kind(Kind::Uint8)
-        .reshape([n as i64, c as i64, s as i64, s as i64])
 }
 
 /// An opened, validated dataset with all levels memory-mapped.
@@ -336,8 +357,9 @@ fn open_level(dir: &Path, meta: &DatasetMeta, log2: u32) -> Result<Level> {
         return Err(incomplete(
             dir,
             format!(
-                "{name} holds {:?} {:?}, expected uint8 {want:?}",
-                header.dtype, header.shape
+                "{name} holds {} {:?}, expected uint8 {want:?}",
+                header.dtype.name(),
+                header.shape
             ),
         ));
     }

@@ -6,7 +6,7 @@
 //! permutation seeded by (seed, level, epoch). The state is the position per level, so the batches depend only on
 //! (seed, state, requests), never on prefetching or timing.
 
-use super::format::{bytes_to_tensor, Dataset};
+use super::format::Dataset;
 use super::rng;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -87,7 +87,7 @@ struct Key {
 
 struct Worker {
     requests: Option<Sender<Key>>,
-    results: Receiver<(Key, Vec<u8>)>,
+    results: Receiver<(Key, Tensor)>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -101,14 +101,11 @@ impl Drop for Worker {
     }
 }
 
-fn gather(dataset: &Dataset, sampler: &mut Sampler, key: Key) -> Vec<u8> {
+fn gather(dataset: &Dataset, sampler: &mut Sampler, key: Key) -> Tensor {
     let level = dataset
         .level(key.level)
         .expect("level checked before the request");
-    let idx = sampler.indices(key.level, key.start, key.batch);
-    let mut data = Vec::new();
-    level.gather_into(&idx, &mut data);
-    data
+    level.tensor(&sampler.indices(key.level, key.start, key.batch))
 }
 
 /// Batches of real images for the trainer.
@@ -186,23 +183,22 @@ impl Loader {
     /// The next `batch` images of level `level_log2` as a CPU uint8 tensor [batch, C, 2^l, 2^l].
     pub fn next_batch(&mut self, level_log2: u32, batch: usize) -> Result<Tensor> {
         ensure!(batch > 0, "batch size must be at least 1");
-        let level = self.dataset.level(level_log2)?;
-        let (c, s) = (level.channels(), level.size());
+        self.dataset.level(level_log2)?;
         let start = *self.state.positions.get(&level_log2).unwrap_or(&0);
         let key = Key {
             level: level_log2,
             batch,
             start,
         };
-        let data = if self.pending.front() == Some(&key) {
+        let batch_tensor = if self.pending.front() == Some(&key) {
             self.pending.pop_front();
             let worker = self.worker.as_ref().expect("pending implies a worker");
-            let (got, data) = worker
+            let (got, t) = worker
                 .results
                 .recv()
                 .context("the loader's prefetch thread stopped")?;
             debug_assert_eq!(got, key);
-            data
+            t
         } else {
             self.drain();
             gather(&self.dataset, &mut self.sampler, key)
@@ -211,7 +207,7 @@ impl Loader {
             .positions
             .insert(level_log2, start + batch as u64);
         self.top_up(key);
-        Ok(bytes_to_tensor(&data, batch, c, s))
+        Ok(batch_tensor)
     }
 
     /// Discards prefetched batches that will not be asked for.
@@ -251,7 +247,7 @@ impl Loader {
 
     fn spawn_worker(&self) -> Worker {
         let (req_tx, req_rx) = channel::<Key>();
-        let (res_tx, res_rx) = channel::<(Key, Vec<u8>)>();
+        let (res_tx, res_rx) = channel::<(Key, Tensor)>();
         let dataset = self.dataset.clone();
         let mut sampler = Sampler::new(self.seed, dataset.count());
         let handle = std::thread::Builder::new()

@@ -11,6 +11,7 @@ pub mod images;
 pub mod loader;
 pub mod npy;
 pub mod progress;
+pub mod reals;
 pub mod rng;
 pub mod synth;
 pub mod writer;

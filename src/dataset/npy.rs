@@ -28,6 +28,13 @@ impl Dtype {
             Dtype::F32 => "<f4",
         }
     }
+    /// NumPy's name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::U8 => "uint8",
+            Dtype::F32 => "float32",
+        }
+    }
     pub fn size(self) -> usize {
         match self {
             Dtype::U8 => 1,

@@ -32,6 +32,19 @@ pub struct PreparedImage {
     levels: Vec<Vec<u8>>,
 }
 
+impl PreparedImage {
+    /// Levels given as they are (top first, down to 4×4), e.g. read from files that already hold every level;
+    /// [`DatasetWriter::push_prepared`] checks their sizes.
+    pub fn from_levels(levels: Vec<Vec<u8>>) -> Self {
+        PreparedImage { levels }
+    }
+
+    /// The levels, top first.
+    pub fn levels(&self) -> &[Vec<u8>] {
+        &self.levels
+    }
+}
+
 /// Computes the stored levels of a CHW uint8 image. The image may be larger than `resolution` (any power of two
 /// above it): the float cascade then starts at the image's own size and the levels above `resolution` are dropped,
 /// which gives exactly the levels a full-size dataset would hold. Pure and thread-safe, so callers can prepare
@@ -148,14 +161,16 @@ impl DatasetWriter {
 
     /// Appends an image prepared by [`prepare_image`] (with this writer's channels and resolution).
     pub fn push_prepared(&mut self, image: &PreparedImage, factors: Option<&[f32]>) -> Result<()> {
+        let (c, r) = (self.channels as usize, self.resolution as usize);
         ensure!(
             image.levels.len() == self.levels.len()
-                && image.levels[0].len()
-                    == (self.channels * self.resolution * self.resolution) as usize,
-            "prepared image does not match the dataset's {}×{}×{}",
-            self.channels,
-            self.resolution,
-            self.resolution
+                && image
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .all(|(k, l)| l.len() == c * (r >> k) * (r >> k)),
+            "image {} does not have the levels of a {c}×{r}×{r} dataset",
+            self.count
         );
         match (&mut self.factor_file, factors) {
             (Some(file), Some(values)) => {
