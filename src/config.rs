@@ -100,7 +100,10 @@ impl TrainConfig {
             let value: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--config {} is not valid JSON", path.display()))?;
             let Value::Object(obj) = value else {
-                bail!("--config {} must hold a JSON object of training settings", path.display());
+                bail!(
+                    "--config {} must hold a JSON object of training settings",
+                    path.display()
+                );
             };
             for (k, v) in obj {
                 if k.starts_with('_') {
@@ -170,7 +173,11 @@ impl TrainConfig {
             "--infogan-lambda {} needs --infogan-nz ≥ 1",
             self.infogan_lambda
         );
-        ensure!(self.hp_lambda >= 0.0, "--hp-lambda must not be negative, got {}", self.hp_lambda);
+        ensure!(
+            self.hp_lambda >= 0.0,
+            "--hp-lambda must not be negative, got {}",
+            self.hp_lambda
+        );
         ensure!(
             self.hp_lambda == 0.0 || (self.epsilon.is_finite() && self.epsilon > 0.0),
             "--epsilon must be positive when --hp-lambda > 0, got {}",
@@ -182,10 +189,19 @@ impl TrainConfig {
             self.num_rademacher_samples
         );
         ensure!(self.total_kimg > 0.0, "--total-kimg must be positive");
-        ensure!(self.warmup_kimg >= 0.0 && self.hp_start_kimg >= 0.0, "--warmup-kimg/--hp-start-kimg must be ≥ 0");
+        ensure!(
+            self.warmup_kimg >= 0.0 && self.hp_start_kimg >= 0.0,
+            "--warmup-kimg/--hp-start-kimg must be ≥ 0"
+        );
         ensure!(self.learning_rate > 0.0, "learning_rate must be positive");
-        ensure!(self.network_snapshot_ticks >= 1, "network_snapshot_ticks must be at least 1");
-        ensure!(self.max_consecutive_skips >= 1, "max_consecutive_skips must be at least 1");
+        ensure!(
+            self.network_snapshot_ticks >= 1,
+            "network_snapshot_ticks must be at least 1"
+        );
+        ensure!(
+            self.max_consecutive_skips >= 1,
+            "max_consecutive_skips must be at least 1"
+        );
         self.schedule().validate()?;
         let net = self.net();
         net.validate()?;
@@ -211,7 +227,12 @@ impl TrainConfig {
     /// that exist, e.g. 1..9 at 32², where 9 is the RGB output), sorted and deduplicated.
     pub fn hp_layers(&self) -> Vec<usize> {
         let n = self.net().num_hp_layers();
-        let mut layers: Vec<usize> = self.layers_to_reg.iter().copied().filter(|&l| l >= 1 && l <= n).collect();
+        let mut layers: Vec<usize> = self
+            .layers_to_reg
+            .iter()
+            .copied()
+            .filter(|&l| l >= 1 && l <= n)
+            .collect();
         layers.sort_unstable();
         layers.dedup();
         layers

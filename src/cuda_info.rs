@@ -77,9 +77,13 @@ pub fn memory_in_use(index: usize) -> Option<u64> {
     // SAFETY: documented CUDA runtime API signatures; outputs are live locals. libtorch has already loaded the
     // runtime and created the context for this device.
     unsafe {
-        let lib = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"].iter().find_map(|n| Library::new(n).ok())?;
-        let set_device: Symbol<unsafe extern "C" fn(c_int) -> c_int> = lib.get(b"cudaSetDevice").ok()?;
-        let mem_info: Symbol<unsafe extern "C" fn(*mut usize, *mut usize) -> c_int> = lib.get(b"cudaMemGetInfo").ok()?;
+        let lib = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+            .iter()
+            .find_map(|n| Library::new(n).ok())?;
+        let set_device: Symbol<unsafe extern "C" fn(c_int) -> c_int> =
+            lib.get(b"cudaSetDevice").ok()?;
+        let mem_info: Symbol<unsafe extern "C" fn(*mut usize, *mut usize) -> c_int> =
+            lib.get(b"cudaMemGetInfo").ok()?;
         if set_device(index as c_int) != 0 {
             return None;
         }

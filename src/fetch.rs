@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// dataset that is missing is downloaded and imported first. Only complete datasets count as present.
 pub fn locate(name: &str, datasets_dir: &Path, globals: &Globals) -> Result<PathBuf> {
     let as_path = Path::new(name);
-    if name.contains(std::path::MAIN_SEPARATOR) || (as_path.is_dir() && !datasets_dir.join(name).exists()) {
+    if name.contains(std::path::MAIN_SEPARATOR)
+        || (as_path.is_dir() && !datasets_dir.join(name).exists())
+    {
         ensure!(as_path.is_dir(), "--dataset {name}: no such directory");
         ensure!(
             dataset::is_complete(as_path),
@@ -20,7 +22,11 @@ pub fn locate(name: &str, datasets_dir: &Path, globals: &Globals) -> Result<Path
         );
         return Ok(as_path.to_path_buf());
     }
-    let mapped = if resources::is_known_dataset(name) { resources::dataset(name)?.dataset.name } else { name };
+    let mapped = if resources::is_known_dataset(name) {
+        resources::dataset(name)?.dataset.name
+    } else {
+        name
+    };
     let dir = datasets_dir.join(mapped);
     if dataset::is_complete(&dir) {
         return Ok(dir);
@@ -44,7 +50,12 @@ pub fn locate(name: &str, datasets_dir: &Path, globals: &Globals) -> Result<Path
 
 /// Downloads a known dataset's TFRecords into `<datasets_dir>/.downloads/<name>/` (resumable) and imports them as
 /// `<datasets_dir>/<name>`. The TFRecords are removed after a successful import unless `keep` is set.
-pub fn download_dataset(name: &str, datasets_dir: &Path, keep: bool, globals: &Globals) -> Result<PathBuf> {
+pub fn download_dataset(
+    name: &str,
+    datasets_dir: &Path,
+    keep: bool,
+    globals: &Globals,
+) -> Result<PathBuf> {
     let remote = resources::dataset(name)?;
     if let Some(note) = remote.note {
         if globals.verbosity >= 0 {
@@ -58,7 +69,8 @@ pub fn download_dataset(name: &str, datasets_dir: &Path, keep: bool, globals: &G
     }
     let base = download::resolve_base_url(globals.base_url.as_deref())?;
     let staging = datasets_dir.join(".downloads").join(ds_name);
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
     for (_, file) in &remote.levels {
         let opts = download::DownloadOptions {
             sha256: file.sha256.map(str::to_string),
@@ -71,7 +83,8 @@ pub fn download_dataset(name: &str, datasets_dir: &Path, keep: bool, globals: &G
     }
     import_tfrecords(&staging, &out, None, globals)?;
     if !keep {
-        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
     }
     Ok(out)
 }
@@ -83,13 +96,21 @@ const CASCADE_CHECK_IMAGES: usize = 16;
 /// Imports a reference dataset directory (`<name>-rXX.tfrecords`) as a dataset at `out`, streaming the top level
 /// (`resolution`, default the largest) through the writer; the lower levels of the first images are compared with
 /// the reference's files, and every level must hold the same number of records.
-pub fn import_tfrecords(dir: &Path, out: &Path, resolution: Option<u32>, globals: &Globals) -> Result<()> {
+pub fn import_tfrecords(
+    dir: &Path,
+    out: &Path,
+    resolution: Option<u32>,
+    globals: &Globals,
+) -> Result<()> {
     dataset::format::check_new_output(out)?;
     let levels = find_levels(dir)?;
     let (top_log2, top_path) = match resolution {
         None => levels.last().cloned().context("no levels")?,
         Some(r) => {
-            ensure!(r.is_power_of_two(), "--resolution {r} is not a power of two");
+            ensure!(
+                r.is_power_of_two(),
+                "--resolution {r} is not a power of two"
+            );
             levels
                 .iter()
                 .find(|(l, _)| 1u32 << l == r)
@@ -101,32 +122,60 @@ pub fn import_tfrecords(dir: &Path, out: &Path, resolution: Option<u32>, globals
     for (l, p) in &levels {
         if *l <= top_log2 {
             let n = count_records(p)?;
-            ensure!(n == count, "{} holds {n} records but {} holds {count}", p.display(), top_path.display());
+            ensure!(
+                n == count,
+                "{} holds {n} records but {} holds {count}",
+                p.display(),
+                top_path.display()
+            );
         }
     }
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into());
-    let bar = crate::progress::bar(globals.verbosity, count, "images");
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into());
+    let bar = crate::progress::bar(Some(count), "importing", globals.verbosity);
     fsutil::build_dir_atomic(out, |tmp| {
         let mut reader = TfRecordReader::open(&top_path)?;
         let first = reader.next().context("empty TFRecord file")??;
         let [c, h, w] = first.0;
-        ensure!(h == w && h == 1 << top_log2, "{}: images are {h}×{w}, expected {}²", top_path.display(), 1 << top_log2);
-        ensure!(c == 1 || c == 3, "{}: images have {c} channels; expected 1 or 3", top_path.display());
+        ensure!(
+            h == w && h == 1 << top_log2,
+            "{}: images are {h}×{w}, expected {}²",
+            top_path.display(),
+            1 << top_log2
+        );
+        ensure!(
+            c == 1 || c == 3,
+            "{}: images have {c} channels; expected 1 or 3",
+            top_path.display()
+        );
         let mut writer = DatasetWriter::create(tmp, &name, h as u32, c as u32, Vec::new())?;
         writer.push(&first.1, None)?;
         bar.inc(1);
         for record in reader {
             let (shape, data) = record?;
-            ensure!(shape == first.0, "{}: image shape {shape:?} differs from {:?}", top_path.display(), first.0);
+            ensure!(
+                shape == first.0,
+                "{}: image shape {shape:?} differs from {:?}",
+                top_path.display(),
+                first.0
+            );
             writer.push(&data, None)?;
             bar.inc(1);
         }
-        writer.finish(&format!("TFRecords in {}", dir.display()), &dataset::command_line())?;
+        writer.finish(
+            &format!("TFRecords in {}", dir.display()),
+            &dataset::command_line(),
+        )?;
         // The reference's lower levels must be our cascade, bit for bit.
         let ds = Dataset::open(tmp)?;
         for (l, p) in levels.iter().filter(|(l, _)| *l < top_log2) {
             let ours = ds.level(*l)?;
-            for (i, record) in TfRecordReader::open(p)?.take(CASCADE_CHECK_IMAGES).enumerate() {
+            for (i, record) in TfRecordReader::open(p)?
+                .take(CASCADE_CHECK_IMAGES)
+                .enumerate()
+            {
                 let (_, data) = record?;
                 ensure!(
                     ours.image(i) == data.as_slice(),

@@ -98,7 +98,13 @@ pub fn short_device_description(device: tch::Device) -> String {
             .and_then(|(_, gpus)| gpus.into_iter().find(|g| g.index == i))
             .map_or_else(
                 || "CUDA".to_string(),
-                |g| format!("{}, {:.1} GiB", g.name, g.total_memory_bytes as f64 / (1u64 << 30) as f64),
+                |g| {
+                    format!(
+                        "{}, {:.1} GiB",
+                        g.name,
+                        g.total_memory_bytes as f64 / (1u64 << 30) as f64
+                    )
+                },
             ),
         _ => format!("{} CPU threads", tch::get_num_threads()),
     }

@@ -21,21 +21,39 @@ pub struct DLoss {
 
 /// WGAN-GP (§3.2). Reals, fakes and the per-sample mixes go through D as three separate passes, so
 /// minibatch-stddev groups never mix them; `chunks` keeps those groups within per-(virtual-)GPU chunks.
-pub fn d_wgan_gp(d: &Discriminator, reals: &Tensor, fakes: &Tensor, lod: f64, chunks: i64) -> DLoss {
+pub fn d_wgan_gp(
+    d: &Discriminator,
+    reals: &Tensor,
+    fakes: &Tensor,
+    lod: f64,
+    chunks: i64,
+) -> DLoss {
     let real_scores = d.score(reals, lod, chunks);
     let (fake_scores, fake_q) = d.forward(fakes, lod, chunks);
     let n = reals.size()[0];
     let u = Tensor::rand([n, 1, 1, 1], (Kind::Float, reals.device()));
-    let mixed = (reals + (fakes.detach() - reals) * &u).detach().set_requires_grad(true);
+    let mixed = (reals + (fakes.detach() - reals) * &u)
+        .detach()
+        .set_requires_grad(true);
     let mixed_scores = d.score(&mixed, lod, chunks);
     // ∇ of Σ_i D(x̂_i) with respect to the x̂ batch, kept in the graph (double backward).
-    let grad = Tensor::run_backward(&[mixed_scores.sum(Kind::Float)], &[&mixed], true, true).remove(0);
-    let mixed_norms = grad.square().sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float).sqrt();
+    let grad =
+        Tensor::run_backward(&[mixed_scores.sum(Kind::Float)], &[&mixed], true, true).remove(0);
+    let mixed_norms = grad
+        .square()
+        .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+        .sqrt();
     let gp = (&mixed_norms - WGAN_TARGET).square() * (WGAN_LAMBDA / (WGAN_TARGET * WGAN_TARGET));
     let real = real_scores.reshape([-1]);
     let fake = fake_scores.reshape([-1]);
     let per_sample = &fake - &real + gp + real.square() * WGAN_EPSILON;
-    DLoss { loss: per_sample.mean(Kind::Float), real_scores, fake_scores, mixed_norms, fake_q }
+    DLoss {
+        loss: per_sample.mean(Kind::Float),
+        real_scores,
+        fake_scores,
+        mixed_norms,
+        fake_q,
+    }
 }
 
 /// The InfoGAN term (§3.4): plain MSE between Q's prediction and the first `k` raw (un-normalised) z components.

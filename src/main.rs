@@ -168,11 +168,19 @@ enum DatasetCommand {
 fn run_dataset(command: DatasetCommand, globals: &Globals) -> anyhow::Result<()> {
     let v = globals.verbosity;
     match command {
-        DatasetCommand::Download { name, datasets_dir, keep_tfrecords } => {
+        DatasetCommand::Download {
+            name,
+            datasets_dir,
+            keep_tfrecords,
+        } => {
             let dir = fetch::download_dataset(&name, &datasets_dir, keep_tfrecords, globals)?;
             println!("{}", dir.display());
         }
-        DatasetCommand::ImportTfrecords { dir, out, resolution } => {
+        DatasetCommand::ImportTfrecords {
+            dir,
+            out,
+            resolution,
+        } => {
             fetch::import_tfrecords(&dir, &out, resolution, globals)?;
             println!("{}", out.display());
         }
@@ -289,7 +297,14 @@ fn run_dataset(command: DatasetCommand, globals: &Globals) -> anyhow::Result<()>
             prefetch,
         } => {
             let ds = Arc::new(dataset::Dataset::open(&dir)?);
-            let r = loader::bench(ds, globals.seed_or_default(), resolution, batch, batches, prefetch)?;
+            let r = loader::bench(
+                ds,
+                globals.seed_or_default(),
+                resolution,
+                batch,
+                batches,
+                prefetch,
+            )?;
             println!("{}", serde_json::to_string(&r)?);
         }
     }

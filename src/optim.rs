@@ -41,7 +41,12 @@ impl FlatParams {
             names.push(name);
             params.push(var);
         }
-        Self { names, params, flat, spans }
+        Self {
+            names,
+            params,
+            flat,
+            spans,
+        }
     }
 
     pub fn numel(&self) -> i64 {
@@ -53,14 +58,23 @@ impl FlatParams {
         let parts: Vec<Tensor> = grads
             .iter()
             .zip(&self.params)
-            .map(|(g, p)| if g.defined() { g.reshape([-1]) } else { Tensor::zeros([p.numel() as i64], (Kind::Float, p.device())) })
+            .map(|(g, p)| {
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    Tensor::zeros([p.numel() as i64], (Kind::Float, p.device()))
+                }
+            })
             .collect();
         Tensor::cat(&parts, 0)
     }
 
     /// Copies values from another buffer of the same layout (e.g. G into Gs).
     pub fn copy_from(&self, other: &FlatParams) -> Result<()> {
-        ensure!(self.names == other.names, "parameter layouts differ; cannot copy between these networks");
+        ensure!(
+            self.names == other.names,
+            "parameter layouts differ; cannot copy between these networks"
+        );
         let _guard = tch::no_grad_guard();
         self.flat.shallow_clone().copy_(&other.flat);
         Ok(())
@@ -75,9 +89,16 @@ impl FlatParams {
 
     /// Per-parameter views of a buffer laid out like `flat` (for saving moments by name).
     pub fn views<'a>(&'a self, buffer: &'a Tensor) -> impl Iterator<Item = (&'a str, Tensor)> + 'a {
-        self.names.iter().zip(&self.spans).zip(&self.params).map(move |((name, &(off, n)), p)| {
-            (name.as_str(), buffer.narrow(0, off, n).view(p.size().as_slice()))
-        })
+        self.names
+            .iter()
+            .zip(&self.spans)
+            .zip(&self.params)
+            .map(move |((name, &(off, n)), p)| {
+                (
+                    name.as_str(),
+                    buffer.narrow(0, off, n).view(p.size().as_slice()),
+                )
+            })
     }
 }
 
@@ -133,7 +154,10 @@ impl Adam {
         let keep1 = -(&ok * (1.0 - self.beta1)) + 1.0;
         let keep2 = -(&ok * (1.0 - self.beta2)) + 1.0;
         let _ = self.m.g_mul_(&keep1).g_add_(&(&g * (1.0 - self.beta1)));
-        let _ = self.v.g_mul_(&keep2).g_add_(&(g.square() * (1.0 - self.beta2)));
+        let _ = self
+            .v
+            .g_mul_(&keep2)
+            .g_add_(&(g.square() * (1.0 - self.beta2)));
         let t = self.step.clamp_min(1.0);
         // β^t as exp(t·ln β), computed on the device (ln 0 = −∞ gives β1^t = 0 for β1 = 0, t ≥ 1).
         let pow = |beta: f64| -> Tensor { (&t * beta.ln()).exp() };
@@ -150,7 +174,13 @@ impl Adam {
 
     /// Moves the state to `device` (after loading a snapshot).
     pub fn to_device(&mut self, device: Device) {
-        for t in [&mut self.m, &mut self.v, &mut self.step, &mut self.skipped, &mut self.consecutive_skips] {
+        for t in [
+            &mut self.m,
+            &mut self.v,
+            &mut self.step,
+            &mut self.skipped,
+            &mut self.consecutive_skips,
+        ] {
             *t = t.to_device(device);
         }
     }
@@ -165,7 +195,10 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let root = vs.root();
         let _a = root.var_copy("a", &Tensor::from_slice(&[1.0f32, -2.0]));
-        let _b = root.var_copy("b", &Tensor::from_slice(&[0.5f32, 0.25, 3.0, -1.0]).reshape([2, 2]));
+        let _b = root.var_copy(
+            "b",
+            &Tensor::from_slice(&[0.5f32, 0.25, 3.0, -1.0]).reshape([2, 2]),
+        );
         let flat = FlatParams::new(&vs);
         (vs, flat)
     }
@@ -177,7 +210,11 @@ mod tests {
         assert_eq!(p.numel(), 6);
         let _ = p.flat.shallow_clone().fill_(7.0);
         let vars = vs.variables();
-        assert_eq!(vars["b"].double_value(&[1, 0]), 7.0, "writing the buffer updates the variable");
+        assert_eq!(
+            vars["b"].double_value(&[1, 0]),
+            7.0,
+            "writing the buffer updates the variable"
+        );
         assert!(vars["a"].requires_grad());
         let _ = nn::Init::Const(0.0);
     }
@@ -188,9 +225,16 @@ mod tests {
         let mut opt = Adam::new(&p, 0.1);
         opt.beta1 = 0.9;
         let theta0: Vec<f32> = Vec::try_from(&p.flat).unwrap();
-        let grads = [[0.5f32, -1.0, 2.0, 0.0, 1.0, -0.25], [1.0f32, 1.0, -1.0, 0.5, 0.0, 2.0]];
+        let grads = [
+            [0.5f32, -1.0, 2.0, 0.0, 1.0, -0.25],
+            [1.0f32, 1.0, -1.0, 0.5, 0.0, 2.0],
+        ];
         // Reference computation in f64.
-        let (mut m, mut v, mut th) = (vec![0f64; 6], vec![0f64; 6], theta0.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        let (mut m, mut v, mut th) = (
+            vec![0f64; 6],
+            vec![0f64; 6],
+            theta0.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+        );
         for (t, g) in grads.iter().enumerate() {
             let t = (t + 1) as f64;
             let lr_t = 0.1 * (1.0 - 0.99f64.powf(t)).sqrt() / (1.0 - 0.9f64.powf(t));
@@ -201,19 +245,34 @@ mod tests {
             }
             opt.step(&p, &Tensor::from_slice(g));
             // A NaN gradient in between changes nothing.
-            opt.step(&p, &Tensor::from_slice(&[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0]));
+            opt.step(
+                &p,
+                &Tensor::from_slice(&[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0]),
+            );
         }
         let got: Vec<f32> = Vec::try_from(&p.flat).unwrap();
         for i in 0..6 {
-            assert!((got[i] as f64 - th[i]).abs() < 1e-5, "param {i}: {} vs {}", got[i], th[i]);
+            assert!(
+                (got[i] as f64 - th[i]).abs() < 1e-5,
+                "param {i}: {} vs {}",
+                got[i],
+                th[i]
+            );
         }
         assert_eq!(opt.step.double_value(&[]), 2.0);
         assert_eq!(opt.skipped.double_value(&[]), 2.0);
         assert_eq!(opt.consecutive_skips.double_value(&[]), 1.0);
-        opt.step(&p, &Tensor::from_slice(&[f32::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0]));
+        opt.step(
+            &p,
+            &Tensor::from_slice(&[f32::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0]),
+        );
         assert_eq!(opt.consecutive_skips.double_value(&[]), 2.0);
         opt.step(&p, &Tensor::zeros([6], (Kind::Float, Device::Cpu)));
-        assert_eq!(opt.consecutive_skips.double_value(&[]), 0.0, "a good update ends the run of skips");
+        assert_eq!(
+            opt.consecutive_skips.double_value(&[]),
+            0.0,
+            "a good update ends the run of skips"
+        );
         opt.reset();
         assert_eq!(opt.step.double_value(&[]), 0.0);
         assert_eq!(opt.m.abs().sum(Kind::Float).double_value(&[]), 0.0);

@@ -1,16 +1,23 @@
-//! Progress bars (indicatif) with rate and ETA; hidden under --quiet.
+//! Progress bars for long jobs (indicatif): rate and ETA, hidden with `--quiet`.
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar over `total` units named `unit` ("kimg", "images", "frames"), hidden when `verbosity < 0`.
-pub fn bar(verbosity: i8, total: u64, unit: &str) -> ProgressBar {
+/// A bar over `len` items (or a spinner when `len` is unknown), hidden when `verbosity < 0`.
+pub fn bar(len: Option<u64>, what: &str, verbosity: i8) -> ProgressBar {
     if verbosity < 0 {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(total);
-    let template = format!(
-        "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
-    );
-    pb.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let pb = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} {per_sec}")
+                .expect("valid template"),
+        ),
+    };
+    pb.set_message(what.to_string());
     pb
 }

@@ -6,12 +6,27 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The reference's total minibatch per resolution, written for 4 GPUs (§2.1 `minibatch_dict`).
-pub const MINIBATCH_4GPU: [(i64, i64); 8] =
-    [(4, 2048), (8, 1024), (16, 512), (32, 256), (64, 128), (128, 96), (256, 32), (512, 16)];
+pub const MINIBATCH_4GPU: [(i64, i64); 8] = [
+    (4, 2048),
+    (8, 1024),
+    (16, 512),
+    (32, 256),
+    (64, 128),
+    (128, 96),
+    (256, 32),
+    (512, 16),
+];
 /// Total minibatch for resolutions missing from the table (`minibatch_base`).
 pub const MINIBATCH_BASE: i64 = 32;
 /// Tick length in kimg per resolution (`tick_kimg_dict`); 160 elsewhere (`tick_kimg_base`).
-pub const TICK_KIMG: [(i64, f64); 6] = [(4, 160.0), (8, 140.0), (16, 120.0), (32, 100.0), (64, 80.0), (128, 60.0)];
+pub const TICK_KIMG: [(i64, f64); 6] = [
+    (4, 160.0),
+    (8, 140.0),
+    (16, 120.0),
+    (32, 100.0),
+    (64, 80.0),
+    (128, 60.0),
+];
 pub const TICK_KIMG_BASE: f64 = 160.0;
 
 /// Everything the schedule depends on; part of the resolved training configuration.
@@ -91,10 +106,22 @@ impl ScheduleConfig {
             "--num-gpus {} must be 1, 2, 4 or 8 (spec §4.1)",
             self.num_gpus
         );
-        ensure!(self.lod_training_kimg > 0.0, "--lod-training-kimg must be positive");
-        ensure!(self.lod_transition_kimg >= 0.0, "--lod-transition-kimg must not be negative");
-        ensure!(self.minibatch_scale > 0.0, "--minibatch-scale must be positive");
-        ensure!(self.g_smoothing_kimg >= 0.0, "g_smoothing_kimg must not be negative");
+        ensure!(
+            self.lod_training_kimg > 0.0,
+            "--lod-training-kimg must be positive"
+        );
+        ensure!(
+            self.lod_transition_kimg >= 0.0,
+            "--lod-transition-kimg must not be negative"
+        );
+        ensure!(
+            self.minibatch_scale > 0.0,
+            "--minibatch-scale must be positive"
+        );
+        ensure!(
+            self.g_smoothing_kimg >= 0.0,
+            "g_smoothing_kimg must not be negative"
+        );
         if let Some(t) = self.tick_kimg {
             ensure!(t > 0.0, "--tick-kimg must be positive");
         }
@@ -124,13 +151,21 @@ impl ScheduleConfig {
         if let Some(&mb) = self.minibatch_overrides.get(&resolution) {
             return mb;
         }
-        let base = MINIBATCH_4GPU.iter().find(|(r, _)| *r == resolution).map_or(MINIBATCH_BASE, |&(_, b)| b);
-        ((base * self.num_gpus) as f64 / 4.0 * self.minibatch_scale).round().max(1.0) as i64
+        let base = MINIBATCH_4GPU
+            .iter()
+            .find(|(r, _)| *r == resolution)
+            .map_or(MINIBATCH_BASE, |&(_, b)| b);
+        ((base * self.num_gpus) as f64 / 4.0 * self.minibatch_scale)
+            .round()
+            .max(1.0) as i64
     }
 
     pub fn tick_kimg_at(&self, resolution: i64) -> f64 {
         self.tick_kimg.unwrap_or_else(|| {
-            TICK_KIMG.iter().find(|(r, _)| *r == resolution).map_or(TICK_KIMG_BASE, |&(_, t)| t)
+            TICK_KIMG
+                .iter()
+                .find(|(r, _)| *r == resolution)
+                .map_or(TICK_KIMG_BASE, |&(_, t)| t)
         })
     }
 

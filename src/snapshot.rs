@@ -18,12 +18,19 @@ struct HostTensor {
 
 impl HostTensor {
     fn new(t: &Tensor) -> Self {
-        let t = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let t = t
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
         let n = t.numel();
         let mut values = vec![0f32; n];
         t.copy_data(&mut values, n);
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self { shape: t.size().iter().map(|&d| d as usize).collect(), bytes }
+        Self {
+            shape: t.size().iter().map(|&d| d as usize).collect(),
+            bytes,
+        }
     }
 }
 
@@ -43,17 +50,29 @@ impl View for &HostTensor {
 }
 
 /// Writes `tensors` (any float kind, any device; stored as float32) and `metadata` to `path` atomically.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<()> {
-    let host: Vec<(String, HostTensor)> = tensors.iter().map(|(n, t)| (n.clone(), HostTensor::new(t))).collect();
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let host: Vec<(String, HostTensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), HostTensor::new(t)))
+        .collect();
     fsutil::write_atomic(path, |tmp| {
-        safetensors::serialize_to_file(host.iter().map(|(n, t)| (n.as_str(), t)), &Some(metadata), tmp)
-            .with_context(|| format!("cannot write snapshot {}", path.display()))
+        safetensors::serialize_to_file(
+            host.iter().map(|(n, t)| (n.as_str(), t)),
+            &Some(metadata),
+            tmp,
+        )
+        .with_context(|| format!("cannot write snapshot {}", path.display()))
     })
 }
 
 /// Reads every tensor (onto the CPU) and the metadata of a snapshot.
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("{} is not a safetensors snapshot ({e:?})", path.display()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -62,11 +81,22 @@ pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, Str
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            bail!("{}: tensor {name} has dtype {:?}; snapshots hold float32", path.display(), view.dtype());
+            bail!(
+                "{}: tensor {name} has dtype {:?}; snapshots hold float32",
+                path.display(),
+                view.dtype()
+            );
         }
         let data = view.data();
-        ensure!(data.len() % 4 == 0, "{}: tensor {name} has a truncated payload", path.display());
-        let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        ensure!(
+            data.len() % 4 == 0,
+            "{}: tensor {name} has a truncated payload",
+            path.display()
+        );
+        let values: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         out.insert(name, Tensor::from_slice(&values).reshape(shape.as_slice()));
     }
@@ -84,7 +114,15 @@ mod tests {
         let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 0.0, 7.0, 1e-8]).reshape([2, 3]);
         let b = Tensor::from_slice(&[42.0f32]).reshape([]);
         let meta = HashMap::from([("config".to_string(), "{\"nz\":3}".to_string())]);
-        save(&path, &[("G/w".into(), a.shallow_clone()), ("opt/step".into(), b.shallow_clone())], meta).unwrap();
+        save(
+            &path,
+            &[
+                ("G/w".into(), a.shallow_clone()),
+                ("opt/step".into(), b.shallow_clone()),
+            ],
+            meta,
+        )
+        .unwrap();
         let (t, m) = load(&path).unwrap();
         assert!(t["G/w"].equal(&a));
         assert_eq!(t["opt/step"].size(), Vec::<i64>::new());

@@ -27,7 +27,9 @@ fn bytes_field(buf: &mut Vec<u8>, field: u64, data: &[u8]) {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `Event { wall_time = 1; step = 2; file_version = 3 | summary = 5 }`.
@@ -50,8 +52,12 @@ impl EventWriter {
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(format!("events.out.tfevents.{}.hessian-gan", now() as u64));
-        let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut w = Self { out: TfRecordWriter::new(BufWriter::new(file)), path };
+        let file = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = Self {
+            out: TfRecordWriter::new(BufWriter::new(file)),
+            path,
+        };
         w.record(&event(0, Some("brain.Event:2"), None))?;
         Ok(w)
     }
@@ -81,7 +87,14 @@ impl EventWriter {
     }
 
     /// An encoded image (PNG, or GIF for animations) of the given size.
-    pub fn image(&mut self, step: i64, tag: &str, width: u32, height: u32, encoded: &[u8]) -> Result<()> {
+    pub fn image(
+        &mut self,
+        step: i64,
+        tag: &str,
+        width: u32,
+        height: u32,
+        encoded: &[u8],
+    ) -> Result<()> {
         let mut img = Vec::new();
         key(&mut img, 1, 0);
         varint(&mut img, height as u64);
@@ -100,7 +113,10 @@ impl EventWriter {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out.get_mut().flush().with_context(|| format!("cannot write {}", self.path.display()))
+        self.out
+            .get_mut()
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 

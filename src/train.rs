@@ -118,9 +118,17 @@ pub struct TrainArgs {
 }
 
 fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
-    let (r, b) = s.split_once('=').ok_or_else(|| format!("'{s}' is not RES=BATCH (e.g. 32=16)"))?;
-    let r = r.trim().parse().map_err(|_| format!("'{s}': resolution '{r}' is not an integer"))?;
-    let b = b.trim().parse().map_err(|_| format!("'{s}': batch '{b}' is not an integer"))?;
+    let (r, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not RES=BATCH (e.g. 32=16)"))?;
+    let r = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': resolution '{r}' is not an integer"))?;
+    let b = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': batch '{b}' is not an integer"))?;
     Ok((r, b))
 }
 
@@ -163,7 +171,10 @@ impl TrainArgs {
             datasets_dir
         );
         if let Some(pairs) = &self.minibatch {
-            let obj: Map<String, Value> = pairs.iter().map(|(r, b)| (r.to_string(), serde_json::json!(b))).collect();
+            let obj: Map<String, Value> = pairs
+                .iter()
+                .map(|(r, b)| (r.to_string(), serde_json::json!(b)))
+                .collect();
             m.insert("minibatch".into(), Value::Object(obj));
         }
         if let Some(s) = seed {
@@ -217,18 +228,37 @@ impl Models {
         gs_params.copy_from(&g_params)?;
         let opt_g = Adam::new(&g_params, cfg.learning_rate);
         let opt_d = Adam::new(&d_params, cfg.learning_rate);
-        Ok(Self { g_vs, g, g_params, d_vs, d, d_params, gs_vs, gs, gs_params, opt_g, opt_d })
+        Ok(Self {
+            g_vs,
+            g,
+            g_params,
+            d_vs,
+            d,
+            d_params,
+            gs_vs,
+            gs,
+            gs_params,
+            opt_g,
+            opt_d,
+        })
     }
 
     /// Every tensor of the snapshot, by name: `G/…`, `D/…`, `Gs/…`, `opt_G/{m,v}/…`, `opt_G/{step,skipped}`, ….
     fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for (prefix, p) in [("G", &self.g_params), ("D", &self.d_params), ("Gs", &self.gs_params)] {
+        for (prefix, p) in [
+            ("G", &self.g_params),
+            ("D", &self.d_params),
+            ("Gs", &self.gs_params),
+        ] {
             for (name, t) in p.names.iter().zip(&p.params) {
                 out.push((format!("{prefix}/{name}"), t.shallow_clone()));
             }
         }
-        for (prefix, opt, p) in [("opt_G", &self.opt_g, &self.g_params), ("opt_D", &self.opt_d, &self.d_params)] {
+        for (prefix, opt, p) in [
+            ("opt_G", &self.opt_g, &self.g_params),
+            ("opt_D", &self.opt_d, &self.d_params),
+        ] {
             for (name, t) in p.views(&opt.m) {
                 out.push((format!("{prefix}/m/{name}"), t));
             }
@@ -244,11 +274,18 @@ impl Models {
     /// Loads weights (and optimiser state when present) from a snapshot's tensors.
     fn load(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        for (prefix, p) in [("G", &self.g_params), ("D", &self.d_params), ("Gs", &self.gs_params)] {
+        for (prefix, p) in [
+            ("G", &self.g_params),
+            ("D", &self.d_params),
+            ("Gs", &self.gs_params),
+        ] {
             for (name, var) in p.names.iter().zip(&p.params) {
                 let key = format!("{prefix}/{name}");
                 let t = tensors.get(&key).with_context(|| {
-                    format!("{}: missing {key}; it was written for a different network configuration", path.display())
+                    format!(
+                        "{}: missing {key}; it was written for a different network configuration",
+                        path.display()
+                    )
                 })?;
                 ensure!(
                     t.size() == var.size(),
@@ -261,16 +298,19 @@ impl Models {
                 var.detach().copy_(t);
             }
         }
-        for (prefix, opt, p) in
-            [("opt_G", &mut self.opt_g, &self.g_params), ("opt_D", &mut self.opt_d, &self.d_params)]
-        {
+        for (prefix, opt, p) in [
+            ("opt_G", &mut self.opt_g, &self.g_params),
+            ("opt_D", &mut self.opt_d, &self.d_params),
+        ] {
             if !tensors.contains_key(&format!("{prefix}/step")) {
                 continue; // an imported checkpoint: fresh optimiser state
             }
             for (which, buf) in [("m", &opt.m), ("v", &opt.v)] {
                 for (name, view) in p.views(buf) {
                     let key = format!("{prefix}/{which}/{name}");
-                    let t = tensors.get(&key).with_context(|| format!("{}: missing {key}", path.display()))?;
+                    let t = tensors
+                        .get(&key)
+                        .with_context(|| format!("{}: missing {key}", path.display()))?;
                     view.detach().copy_(t);
                 }
             }
@@ -287,13 +327,21 @@ impl Models {
 const META_FORMAT: &str = "hessian-gan-snapshot";
 
 /// Writes a snapshot of the models, config and state.
-pub fn save_snapshot(path: &Path, models: &Models, cfg: &TrainConfig, state: &TrainState) -> Result<()> {
+pub fn save_snapshot(
+    path: &Path,
+    models: &Models,
+    cfg: &TrainConfig,
+    state: &TrainState,
+) -> Result<()> {
     let metadata = HashMap::from([
         ("format".to_string(), META_FORMAT.to_string()),
         ("version".to_string(), "1".to_string()),
         ("config".to_string(), serde_json::to_string(cfg)?),
         ("state".to_string(), serde_json::to_string(state)?),
-        ("kimg".to_string(), format!("{:.3}", state.cur_nimg as f64 / 1000.0)),
+        (
+            "kimg".to_string(),
+            format!("{:.3}", state.cur_nimg as f64 / 1000.0),
+        ),
     ]);
     snapshot::save(path, &models.named_tensors(), metadata)
 }
@@ -314,10 +362,25 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
         path.display()
     );
     let config: TrainConfig = serde_json::from_str(meta.get("config").map_or("", String::as_str))
-        .with_context(|| format!("{}: unreadable config in the snapshot metadata", path.display()))?;
+        .with_context(|| {
+        format!(
+            "{}: unreadable config in the snapshot metadata",
+            path.display()
+        )
+    })?;
     let state: TrainState = serde_json::from_str(meta.get("state").map_or("", String::as_str))
-        .with_context(|| format!("{}: unreadable state in the snapshot metadata", path.display()))?;
-    Ok(LoadedSnapshot { path: path.to_path_buf(), tensors, config, state })
+        .with_context(|| {
+            format!(
+                "{}: unreadable state in the snapshot metadata",
+                path.display()
+            )
+        })?;
+    Ok(LoadedSnapshot {
+        path: path.to_path_buf(),
+        tensors,
+        config,
+        state,
+    })
 }
 
 /// The snapshot files of a run directory, sorted by name (= by kimg).
@@ -326,9 +389,9 @@ pub fn snapshots_in(run_dir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot read run directory {}", run_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with("network-snapshot-") && n.ends_with(".safetensors")
-            })
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("network-snapshot-") && n.ends_with(".safetensors"))
         })
         .collect();
     found.sort();
@@ -341,24 +404,40 @@ pub fn run_dir_of(results_dir: &Path, exp: u32) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(results_dir)
         .with_context(|| format!("cannot read results directory {}", results_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
         .collect();
     dirs.sort();
-    dirs.pop().with_context(|| format!("no run {exp:05} in {}", results_dir.display()))
+    dirs.pop()
+        .with_context(|| format!("no run {exp:05} in {}", results_dir.display()))
 }
 
 /// The snapshot `which` (`latest` or a kimg number) of a run directory.
 pub fn find_snapshot(run_dir: &Path, which: &str) -> Result<PathBuf> {
     let snaps = snapshots_in(run_dir)?;
     if which == "latest" {
-        return snaps.last().cloned().with_context(|| format!("{} holds no snapshot yet", run_dir.display()));
+        return snaps
+            .last()
+            .cloned()
+            .with_context(|| format!("{} holds no snapshot yet", run_dir.display()));
     }
-    let kimg: u64 =
-        which.parse().map_err(|_| anyhow::anyhow!("--resume-snapshot '{which}' must be 'latest' or a kimg number"))?;
+    let kimg: u64 = which.parse().map_err(|_| {
+        anyhow::anyhow!("--resume-snapshot '{which}' must be 'latest' or a kimg number")
+    })?;
     let name = format!("network-snapshot-{kimg:06}.safetensors");
-    snaps.into_iter().find(|p| p.file_name().is_some_and(|n| n == name.as_str())).with_context(|| {
-        format!("{} has no snapshot at {kimg} kimg ({name})", run_dir.display())
-    })
+    snaps
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .with_context(|| {
+            format!(
+                "{} has no snapshot at {kimg} kimg ({name})",
+                run_dir.display()
+            )
+        })
 }
 
 /// `results/{1 + largest run number:05}-{desc}` (§2.7).
@@ -374,28 +453,6 @@ pub fn next_run_dir(results_dir: &Path, desc: &str) -> Result<PathBuf> {
         }
     }
     Ok(results_dir.join(format!("{next:05}-{desc}")))
-}
-
-/// Real images from uint8 at the data resolution to float in [−1, 1] at full resolution, with the lod fade (§2.5).
-pub fn process_reals(reals: &Tensor, lod: f64, resolution: i64) -> Tensor {
-    let x = reals.to_kind(Kind::Float) * (2.0 / 255.0) - 1.0;
-    let alpha = lod - lod.floor();
-    let x = if alpha > 0.0 {
-        let s = x.size();
-        let coarse = x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>).upsample_nearest2d(
-            [s[2], s[3]],
-            None,
-            None,
-        );
-        &x + (coarse - &x) * alpha
-    } else {
-        x
-    };
-    if x.size()[2] == resolution {
-        x
-    } else {
-        x.upsample_nearest2d([resolution, resolution], None, None)
-    }
 }
 
 /// Set by Ctrl-C: stop at the next safe point after a snapshot.
@@ -455,14 +512,28 @@ impl TickStats {
 /// Entry point of `hessian-gan train`.
 pub fn run(globals: &Globals, args: TrainArgs) -> Result<()> {
     // Configuration: defaults < snapshot being resumed < preset < command line.
-    let results_dir_hint = args.results_dir.clone().unwrap_or_else(|| TrainConfig::default().results_dir);
     let resume_path = match (&args.resume, args.resume_exp) {
         (Some(p), _) => Some(p.clone()),
-        (None, Some(exp)) => Some(find_snapshot(&run_dir_of(&results_dir_hint, exp)?, &args.resume_snapshot)?),
+        (None, Some(exp)) => {
+            // The run number is looked up in the results directory the preset or the command line names.
+            let prelim = TrainConfig::resolve(
+                TrainConfig::default(),
+                args.config.as_deref(),
+                args.overrides(None),
+            );
+            let results_dir =
+                prelim.map_or_else(|_| TrainConfig::default().results_dir, |c| c.results_dir);
+            Some(find_snapshot(
+                &run_dir_of(&results_dir, exp)?,
+                &args.resume_snapshot,
+            )?)
+        }
         (None, None) => None,
     };
     let resumed = resume_path.as_deref().map(load_snapshot).transpose()?;
-    let base = resumed.as_ref().map_or_else(TrainConfig::default, |s| s.config.clone());
+    let base = resumed
+        .as_ref()
+        .map_or_else(TrainConfig::default, |s| s.config.clone());
     let cfg = TrainConfig::resolve(base, args.config.as_deref(), args.overrides(globals.seed))?;
     let device = globals.device.resolve()?;
 
@@ -491,8 +562,12 @@ pub fn run(globals: &Globals, args: TrainArgs) -> Result<()> {
     );
 
     let run_dir = next_run_dir(&cfg.results_dir, &cfg.run_description())?;
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
-    fsutil::write_bytes_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    fsutil::write_bytes_atomic(
+        &run_dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
     let mut trainer = Trainer::new(globals, cfg, device, dataset, run_dir, resumed)?;
     trainer.train()
 }
@@ -547,7 +622,10 @@ impl Trainer {
     ) -> Result<Self> {
         tch::manual_seed(iteration_seed(cfg.seed, u64::MAX));
         let mut models = Models::new(&cfg, device)?;
-        let mut state = TrainState { hp_start_kimg: cfg.hp_start_kimg, ..Default::default() };
+        let mut state = TrainState {
+            hp_start_kimg: cfg.hp_start_kimg,
+            ..Default::default()
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -567,22 +645,32 @@ impl Trainer {
                     state.hp_start_kimg, cfg.warmup_kimg
                 ));
             }
-            notes.push(format!("resumed from {} at {:.1} kimg", snap.path.display(), state.cur_nimg as f64 / 1000.0));
+            notes.push(format!(
+                "resumed from {} at {:.1} kimg",
+                snap.path.display(),
+                state.cur_nimg as f64 / 1000.0
+            ));
         }
         cfg.hp_start_kimg = state.hp_start_kimg;
         let loader = match &resumed {
             Some(_) => Loader::with_state(dataset.clone(), cfg.seed, state.loader.clone())?,
             None => Loader::new(dataset.clone(), cfg.seed),
         };
-        let hp = HessianPenalty::new(cfg.num_rademacher_samples.max(2), cfg.epsilon.max(f64::MIN_POSITIVE))?
-            .with_chunks(cfg.num_gpus as usize)?;
+        let hp = HessianPenalty::new(
+            cfg.num_rademacher_samples.max(2),
+            cfg.epsilon.max(f64::MIN_POSITIVE),
+        )?
+        .with_chunks(cfg.num_gpus as usize)?;
         // Fixed latents for the fakes grid and the traversal GIFs, drawn once from the run seed (§2.1, §7.2).
         let (grid_w, grid_h) = grid_size(cfg.resolution);
         let grid_z = Tensor::randn([grid_w * grid_h, cfg.nz], (Kind::Float, device));
         let interp_z = Tensor::randn([8, cfg.nz], (Kind::Float, device));
         let z_path = run_dir.join("z.npy");
         fsutil::write_atomic(&z_path, |tmp| {
-            Ok(grid_z.to_device(Device::Cpu).write_npy(tmp).with_context(|| format!("cannot write {}", z_path.display()))?)
+            grid_z
+                .to_device(Device::Cpu)
+                .write_npy(tmp)
+                .with_context(|| format!("cannot write {}", z_path.display()))
         })?;
         let hp_layers = cfg.hp_layers();
         let events = crate::tensorboard::EventWriter::create(&run_dir)?;
@@ -612,8 +700,13 @@ impl Trainer {
             trainer.cfg.dataset,
             trainer.dataset.meta().count
         ));
-        let dropped: Vec<usize> =
-            trainer.cfg.layers_to_reg.iter().copied().filter(|l| !trainer.hp_layers.contains(l)).collect();
+        let dropped: Vec<usize> = trainer
+            .cfg
+            .layers_to_reg
+            .iter()
+            .copied()
+            .filter(|l| !trainer.hp_layers.contains(l))
+            .collect();
         if trainer.cfg.hp_lambda > 0.0 && !dropped.is_empty() {
             notes.push(format!(
                 "layers {dropped:?} do not exist at {}²; regularising {:?}",
@@ -662,7 +755,7 @@ impl Trainer {
         if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
             self.write_traversals()?;
         }
-        let bar = crate::progress::bar(self.verbosity, total_nimg / 1000, "kimg");
+        let bar = crate::progress::bar(Some(total_nimg / 1000), "kimg", self.verbosity);
         bar.set_position(self.state.cur_nimg / 1000);
         let start = Instant::now();
         let mut tick = 0i64;
@@ -679,7 +772,7 @@ impl Trainer {
             }
             for _ in 0..MINIBATCH_REPEATS {
                 self.iteration(phase.lod, phase.resolution, phase.minibatch)?;
-                if self.state.iteration % SKIP_CHECK_ITERATIONS == 0 {
+                if self.state.iteration.is_multiple_of(SKIP_CHECK_ITERATIONS) {
                     self.check_skips()?;
                 }
             }
@@ -690,7 +783,8 @@ impl Trainer {
             } else if INTERRUPTED.load(Ordering::SeqCst) {
                 stop_reason = Some("interrupted".into());
             }
-            let tick_due = self.state.cur_nimg >= tick_start_nimg + (phase.tick_kimg * 1000.0) as u64;
+            let tick_due =
+                self.state.cur_nimg >= tick_start_nimg + (phase.tick_kimg * 1000.0) as u64;
             if tick_due || done || stop_reason.is_some() {
                 tick += 1;
                 let tick_time = tick_start_time.elapsed().as_secs_f64();
@@ -724,7 +818,11 @@ impl Trainer {
                 if interp > 0 && tick % interp == 0 {
                     self.write_traversals()?;
                 }
-                if tick == 1 || tick % self.cfg.network_snapshot_ticks == 0 || done || stop_reason.is_some() {
+                if tick == 1
+                    || tick % self.cfg.network_snapshot_ticks == 0
+                    || done
+                    || stop_reason.is_some()
+                {
                     self.save()?;
                 }
                 self.say_maintenance(maintenance.elapsed().as_secs_f64());
@@ -732,14 +830,21 @@ impl Trainer {
                 tick_start_time = Instant::now();
                 if let Some(reason) = &stop_reason {
                     bar.abandon();
-                    self.say(&format!("stopped ({reason}) at {:.1} kimg; resume with --resume-exp", self.state.cur_nimg as f64 / 1000.0));
+                    self.say(&format!(
+                        "stopped ({reason}) at {:.1} kimg; resume with --resume-exp",
+                        self.state.cur_nimg as f64 / 1000.0
+                    ));
                     return Ok(());
                 }
             }
         }
         bar.finish();
         fsutil::write_bytes_atomic(&self.run_dir.join("_finished.txt"), b"")?;
-        self.say(&format!("done: {} in {}", self.run_dir.display(), format_duration(start.elapsed().as_secs_f64())));
+        self.say(&format!(
+            "done: {} in {}",
+            self.run_dir.display(),
+            format_duration(start.elapsed().as_secs_f64())
+        ));
         Ok(())
     }
 
@@ -760,9 +865,15 @@ impl Trainer {
             ("Progress/lod".to_string(), phase.lod),
             ("Progress/minibatch".to_string(), phase.minibatch as f64),
             ("Progress/hessian_weight".to_string(), hp_w),
-            ("Progress/kimg".to_string(), self.state.cur_nimg as f64 / 1000.0),
+            (
+                "Progress/kimg".to_string(),
+                self.state.cur_nimg as f64 / 1000.0,
+            ),
             ("Timing/sec_per_tick".to_string(), tick_time),
-            ("Timing/sec_per_kimg".to_string(), tick_time / tick_kimg.max(1e-9)),
+            (
+                "Timing/sec_per_kimg".to_string(),
+                tick_time / tick_kimg.max(1e-9),
+            ),
             ("TrainG/learning_rate".to_string(), self.cfg.learning_rate),
             ("TrainD/learning_rate".to_string(), self.cfg.learning_rate),
             ("TrainG/overflow_frequency".to_string(), skipped_g / its),
@@ -783,38 +894,66 @@ impl Trainer {
     }
 
     fn hp_weight_now(&self) -> f64 {
-        hp_weight(self.cfg.hp_lambda, self.state.hp_start_kimg, self.cfg.warmup_kimg, self.state.cur_nimg)
+        hp_weight(
+            self.cfg.hp_lambda,
+            self.state.hp_start_kimg,
+            self.cfg.warmup_kimg,
+            self.state.cur_nimg,
+        )
     }
 
     /// One D step (with the Gs EMA update) and one G step (§2.3).
     pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
         let level = data_res.trailing_zeros();
+        debug_assert_eq!(
+            level,
+            crate::dataset::reals::level_for_lod(lod, self.sched.log2_resolution() as u32)
+        );
         let chunks = self.cfg.num_gpus;
         let nz = self.cfg.nz;
         let info_k = self.cfg.infogan_nz;
         let opts = (Kind::Float, self.device);
 
         // D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), §3.2, §3.4.
-        let reals = self.loader.next_batch(level, minibatch as usize)?.to_device(self.device);
-        let reals = process_reals(&reals, lod, self.cfg.resolution);
+        let reals = self
+            .loader
+            .next_batch(level, minibatch as usize)?
+            .to_device(self.device);
+        let reals = crate::dataset::reals::process_reals(&reals, lod);
         let z = Tensor::randn([minibatch, nz], opts);
         let fakes = tch::no_grad(|| self.models.g.forward(&z, lod, true));
         let d = losses::d_wgan_gp(&self.models.d, &reals, &fakes, lod, chunks);
         let mut d_loss = d.loss.shallow_clone();
         if info_k > 0 {
-            let mi = losses::infogan_mse(d.fake_q.as_ref().expect("Q head exists when infogan_nz > 0"), &z, info_k);
-            d_loss = d_loss + &mi * self.cfg.infogan_lambda;
+            let mi = losses::infogan_mse(
+                d.fake_q
+                    .as_ref()
+                    .expect("Q head exists when infogan_nz > 0"),
+                &z,
+                info_k,
+            );
+            d_loss = &d_loss + &mi * self.cfg.infogan_lambda;
             self.stats.add("Loss/InfoGAN", &mi);
         }
-        let grads = Tensor::run_backward(&[&d_loss], &self.models.d_params.params.iter().collect::<Vec<_>>(), false, false);
+        let grads = Tensor::run_backward(
+            &[&d_loss],
+            &self.models.d_params.params.iter().collect::<Vec<_>>(),
+            false,
+            false,
+        );
         let flat = self.models.d_params.flatten_grads(&grads);
         self.models.opt_d.step(&self.models.d_params, &flat);
-        self.models.gs_params.ema_from(&self.models.g_params, self.sched.ema_beta(minibatch));
+        self.models
+            .gs_params
+            .ema_from(&self.models.g_params, self.sched.ema_beta(minibatch));
         self.stats.add("Loss/D", &d_loss);
-        self.stats.add("Loss/scores/real", &d.real_scores.mean(Kind::Float));
-        self.stats.add("Loss/scores/fake", &d.fake_scores.mean(Kind::Float));
-        self.stats.add("Loss/mixed_norms", &d.mixed_norms.mean(Kind::Float));
+        self.stats
+            .add("Loss/scores/real", &d.real_scores.mean(Kind::Float));
+        self.stats
+            .add("Loss/scores/fake", &d.fake_scores.mean(Kind::Float));
+        self.stats
+            .add("Loss/mixed_norms", &d.mixed_norms.mean(Kind::Float));
         self.state.cur_nimg += minibatch as u64;
 
         // G step: WGAN + λ_t·HP (+ InfoGAN MSE) on a fresh z, §3.1, §3.3.
@@ -823,7 +962,16 @@ impl Trainer {
         let gates: Vec<(usize, f64)> = self
             .hp_layers
             .iter()
-            .map(|&l| (l, hp_layer_gate(self.sched.log2_resolution(), self.cfg.net().hp_layer_resolution(l), lod)))
+            .map(|&l| {
+                (
+                    l,
+                    hp_layer_gate(
+                        self.sched.log2_resolution(),
+                        self.cfg.net().hp_layer_resolution(l),
+                        lod,
+                    ),
+                )
+            })
             .filter(|&(_, w)| w > 0.0)
             .collect();
         let use_hp = hp_w > 0.0 && !gates.is_empty();
@@ -838,8 +986,12 @@ impl Trainer {
         self.stats.add("Loss/G", &g_loss);
         if use_hp {
             let g = &self.models.g;
-            let per_layer =
-                self.hp.penalties(|x| g.hp_layers(x, lod, &layers, true), &z, Some(&centre), None)?;
+            let per_layer = self.hp.penalties(
+                |x| g.hp_layers(x, lod, &layers, true),
+                &z,
+                Some(&centre),
+                None,
+            )?;
             let weights: Vec<f64> = gates.iter().map(|&(_, w)| w).collect();
             let total = crate::hessian::weighted_sum(&per_layer, Some(&weights))?;
             for (&(l, _), p) in gates.iter().zip(&per_layer) {
@@ -847,13 +999,22 @@ impl Trainer {
                 self.stats.add(&key, p);
             }
             self.stats.add("Loss/hessian_penalty", &total);
-            g_loss = g_loss + total * hp_w;
+            g_loss = &g_loss + total * hp_w;
         }
         if info_k > 0 {
-            let mi = losses::infogan_mse(q.as_ref().expect("Q head exists when infogan_nz > 0"), &z, info_k);
-            g_loss = g_loss + mi * self.cfg.infogan_lambda;
+            let mi = losses::infogan_mse(
+                q.as_ref().expect("Q head exists when infogan_nz > 0"),
+                &z,
+                info_k,
+            );
+            g_loss = &g_loss + mi * self.cfg.infogan_lambda;
         }
-        let grads = Tensor::run_backward(&[&g_loss], &self.models.g_params.params.iter().collect::<Vec<_>>(), false, false);
+        let grads = Tensor::run_backward(
+            &[&g_loss],
+            &self.models.g_params.params.iter().collect::<Vec<_>>(),
+            false,
+            false,
+        );
         let flat = self.models.g_params.flatten_grads(&grads);
         self.models.opt_g.step(&self.models.g_params, &flat);
         self.state.iteration += 1;
@@ -881,10 +1042,16 @@ impl Trainer {
     fn save(&mut self) -> Result<()> {
         self.state.loader = self.loader.state();
         let kimg = self.state.cur_nimg / 1000;
-        let path = self.run_dir.join(format!("network-snapshot-{kimg:06}.safetensors"));
+        let path = self
+            .run_dir
+            .join(format!("network-snapshot-{kimg:06}.safetensors"));
         save_snapshot(&path, &self.models, &self.cfg, &self.state)?;
-        let skipped = self.models.opt_g.skipped.double_value(&[]) + self.models.opt_d.skipped.double_value(&[]);
-        let line = format!("snapshot {} (skipped updates so far: {skipped})", path.display());
+        let skipped = self.models.opt_g.skipped.double_value(&[])
+            + self.models.opt_d.skipped.double_value(&[]);
+        let line = format!(
+            "snapshot {} (skipped updates so far: {skipped})",
+            path.display()
+        );
         self.say(&line);
         Ok(())
     }
@@ -898,7 +1065,7 @@ impl Trainer {
         let n = (w * h).min(self.dataset.meta().count as i64);
         let level = self.cfg.resolution.trailing_zeros();
         let reals = self.dataset.first_images(level, n as usize)?;
-        let reals = reals.to_kind(Kind::Float) * (2.0 / 255.0) - 1.0;
+        let reals = crate::dataset::reals::to_float(&reals);
         imageio::save_grid(&reals, w as usize, &self.run_dir.join("reals.png"))
     }
 
@@ -907,16 +1074,27 @@ impl Trainer {
         let (w, _) = grid_size(self.cfg.resolution);
         let lod = self.current_lod();
         let images = tch::no_grad(|| {
-            let parts: Vec<Tensor> =
-                self.grid_z.split(64, 0).iter().map(|z| self.models.gs.forward(z, lod, true)).collect();
+            let parts: Vec<Tensor> = self
+                .grid_z
+                .split(64, 0)
+                .iter()
+                .map(|z| self.models.gs.forward(z, lod, true))
+                .collect();
             Tensor::cat(&parts, 0)
         });
         let kimg = self.state.cur_nimg / 1000;
         let path = self.run_dir.join(format!("fakes{kimg:06}.png"));
         imageio::save_grid(&images, w as usize, &path)?;
-        let png = std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))?;
+        let png =
+            std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))?;
         let img = image::load_from_memory(&png)?;
-        self.events.image(self.state.cur_nimg as i64, "fakes", img.width(), img.height(), &png)
+        self.events.image(
+            self.state.cur_nimg as i64,
+            "fakes",
+            img.width(),
+            img.height(),
+            &png,
+        )
     }
 
     /// Per-component traversal GIFs of Gs (§7.2: 24 steps, 8 samples, ±2, raw z with G's latent norm).
@@ -930,10 +1108,17 @@ impl Trainer {
             });
             let path = dir.join(format!("z{i:03}.gif"));
             crate::traversal::save_gif(&frames, 8, 24, &path)?;
-            let gif = std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))?;
+            let gif = std::fs::read(&path)
+                .with_context(|| format!("cannot read back {}", path.display()))?;
             let s = frames.size();
             let (w, h) = ((s[1] * s[4]) as u32, s[3] as u32);
-            self.events.image(self.state.cur_nimg as i64, &format!("z/z{i:03}"), w, h, &gif)?;
+            self.events.image(
+                self.state.cur_nimg as i64,
+                &format!("z/z{i:03}"),
+                w,
+                h,
+                &gif,
+            )?;
         }
         self.events.flush()
     }

@@ -15,12 +15,18 @@ pub fn sweep_latents(base: &Tensor, component: i64, steps: i64, extent: f64) -> 
     let values = Tensor::linspace(-extent, extent, steps, (Kind::Float, base.device()));
     let z = base.unsqueeze(0).repeat([steps, 1, 1]); // [steps, n, nz]
     let col = values.unsqueeze(1).expand([steps, n], false);
-    let _ = z.select(2, component).copy_(&col);
+    z.select(2, component).copy_(&col);
     z.reshape([steps * n, -1])
 }
 
 /// Frames of a sweep: `generate` maps latents to images in [−1, 1]; returns `[steps, n, C, H, W]`.
-pub fn sweep_frames<F>(base: &Tensor, component: i64, steps: i64, extent: f64, generate: F) -> Tensor
+pub fn sweep_frames<F>(
+    base: &Tensor,
+    component: i64,
+    steps: i64,
+    extent: f64,
+    generate: F,
+) -> Tensor
 where
     F: Fn(&Tensor) -> Tensor,
 {
@@ -37,13 +43,20 @@ pub fn save_gif(frames: &Tensor, cols: usize, fps: u32, path: &Path) -> Result<(
     for f in 0..count {
         let rgb = imageio::grid(&imageio::float_to_u8(&frames.get(f)), cols, 0, 0)?;
         let rgba = image::DynamicImage::ImageRgb8(rgb).to_rgba8();
-        rendered.push(Frame::from_parts(rgba, 0, 0, Delay::from_numer_denom_ms(1000, fps)));
+        rendered.push(Frame::from_parts(
+            rgba,
+            0,
+            0,
+            Delay::from_numer_denom_ms(1000, fps),
+        ));
     }
     fsutil::write_atomic(path, |tmp| {
-        let file = std::fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = std::fs::File::create(tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
         enc.set_repeat(Repeat::Infinite)?;
-        enc.encode_frames(rendered).with_context(|| format!("cannot encode {}", path.display()))?;
+        enc.encode_frames(rendered)
+            .with_context(|| format!("cannot encode {}", path.display()))?;
         Ok(())
     })
 }

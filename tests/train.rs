@@ -19,7 +19,12 @@ fn lock() -> MutexGuard<'static, ()> {
 }
 
 fn globals() -> Globals {
-    Globals { device: DeviceSpec::Cpu, seed: None, verbosity: -1, base_url: None }
+    Globals {
+        device: DeviceSpec::Cpu,
+        seed: None,
+        verbosity: -1,
+        base_url: None,
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -32,7 +37,13 @@ fn scratch(name: &str) -> PathBuf {
 /// A 64-image synthetic dataset at 8².
 fn tiny_dataset(root: &Path) -> PathBuf {
     let out = root.join("datasets").join("tiny");
-    let opts = SynthOptions { kind: Kind::ClevrSimple, count: 64, resolution: 8, seed: 5, name: Some("tiny".into()) };
+    let opts = SynthOptions {
+        kind: Kind::ClevrSimple,
+        count: 64,
+        resolution: 8,
+        seed: 5,
+        name: Some("tiny".into()),
+    };
     synth::generate(&out, &opts, -1).unwrap();
     out
 }
@@ -55,7 +66,7 @@ fn tiny_config(root: &Path, extra: serde_json::Value) -> TrainConfig {
         "lod_transition_kimg": 0.5,
         "minibatch": {"4": 8, "8": 8},
         "tick_kimg": 1,
-        "total_kimg": 3,
+        "total_kimg": 2,
         "compute_interp_ticks": -1,
         "network_snapshot_ticks": 1,
         "seed": 7
@@ -89,9 +100,15 @@ fn one_step_changes_parameters_with_finite_losses() {
         let m = t.models();
         assert!(!m.g_params.flat.equal(&before_g), "G did not change");
         assert!(!m.d_params.flat.equal(&before_d), "D did not change");
-        assert!(!m.gs_params.flat.equal(&before_gs), "Gs did not move toward G");
+        // The EMA runs with the D step, before G's update (§2.3): after one iteration Gs still equals the old G.
+        assert!(m.gs_params.flat.equal(&before_gs));
         assert_eq!(t.state().cur_nimg, 8);
         assert_eq!(t.state().iteration, 1);
+        t.iteration(0.5, 8, 8).unwrap();
+        assert!(
+            !t.models().gs_params.flat.equal(&before_gs),
+            "Gs did not move toward G"
+        );
         let stats = t.take_stats();
         for (k, v) in &stats {
             assert!(v.is_finite(), "{k} = {v}");
@@ -101,8 +118,19 @@ fn one_step_changes_parameters_with_finite_losses() {
             let (_, v) = hp.expect("HP logged when hp_lambda > 0");
             assert!(*v > 0.0, "the penalty of a random network is positive");
             // At lod 0.5 every regularised layer of the 8² model is active.
-            for layer in ["4x4/Dense", "4x4/Conv", "8x8/Conv0_up", "8x8/Conv1", "images_out"] {
-                assert!(stats.iter().any(|(k, _)| k == &format!("HessianPenalties/{layer}")), "{layer} missing");
+            for layer in [
+                "4x4/Dense",
+                "4x4/Conv",
+                "8x8/Conv0_up",
+                "8x8/Conv1",
+                "images_out",
+            ] {
+                assert!(
+                    stats
+                        .iter()
+                        .any(|(k, _)| k == &format!("HessianPenalties/{layer}")),
+                    "{layer} missing"
+                );
             }
         } else {
             assert!(hp.is_none(), "no HP term when hp_lambda is 0");
@@ -117,11 +145,17 @@ fn infogan_adds_its_term() {
     let _g = lock();
     let root = scratch("info");
     tiny_dataset(&root);
-    let cfg = tiny_config(&root, json!({ "hp_lambda": 0.0, "infogan_lambda": 1.0, "infogan_nz": 2 }));
+    let cfg = tiny_config(
+        &root,
+        json!({ "hp_lambda": 0.0, "infogan_lambda": 1.0, "infogan_nz": 2 }),
+    );
     let mut t = trainer(&root, cfg);
     t.iteration(0.0, 8, 8).unwrap();
     let stats = t.take_stats();
-    let (_, mi) = stats.iter().find(|(k, _)| k == "Loss/InfoGAN").expect("InfoGAN term logged");
+    let (_, mi) = stats
+        .iter()
+        .find(|(k, _)| k == "Loss/InfoGAN")
+        .expect("InfoGAN term logged");
     assert!(mi.is_finite() && *mi > 0.0);
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -132,11 +166,18 @@ fn bad_settings_are_clear_errors() {
     let resolve = |extra: serde_json::Value| {
         let m = tiny_config(&root, json!({}));
         m.validate().unwrap();
-        let mut cli = serde_json::to_value(&m).unwrap().as_object().unwrap().clone();
+        let mut cli = serde_json::to_value(&m)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone();
         cli.extend(extra.as_object().unwrap().clone());
-        TrainConfig::resolve(TrainConfig::default(), None, cli).unwrap_err().to_string()
+        TrainConfig::resolve(TrainConfig::default(), None, cli)
+            .unwrap_err()
+            .to_string()
     };
-    assert!(resolve(json!({"infogan_nz": 5, "infogan_lambda": 1.0})).contains("--infogan-nz 5 exceeds --nz 3"));
+    assert!(resolve(json!({"infogan_nz": 5, "infogan_lambda": 1.0}))
+        .contains("--infogan-nz 5 exceeds --nz 3"));
     assert!(resolve(json!({"infogan_nz": 2})).contains("--infogan-lambda"));
     assert!(resolve(json!({"num_rademacher_samples": 1})).contains("--num-rademacher-samples"));
     assert!(resolve(json!({"epsilon": 0.0})).contains("--epsilon"));
@@ -147,8 +188,12 @@ fn bad_settings_are_clear_errors() {
     // A preset with an unknown key names the file and the key.
     let preset = root.join("p.json");
     std::fs::write(&preset, r#"{"hp_lambdaa": 0.1}"#).unwrap();
-    let err = TrainConfig::resolve(TrainConfig::default(), Some(&preset), Default::default()).unwrap_err();
-    assert!(err.to_string().contains("p.json") && err.to_string().contains("hp_lambdaa"), "{err}");
+    let err = TrainConfig::resolve(TrainConfig::default(), Some(&preset), Default::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("p.json") && err.to_string().contains("hp_lambdaa"),
+        "{err}"
+    );
     // Every shipped preset resolves.
     for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")).unwrap() {
         let path = entry.unwrap().path();
@@ -161,22 +206,49 @@ fn bad_settings_are_clear_errors() {
 #[test]
 fn presets_match_the_reference_scripts() {
     let cfg = |name: &str| {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(format!("{name}.json"));
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("configs")
+            .join(format!("{name}.json"));
         TrainConfig::resolve(TrainConfig::default(), Some(&p), Default::default()).unwrap()
     };
     let c = cfg("clevr_simple_hp");
-    assert_eq!((c.hp_lambda, c.warmup_kimg, c.nz, c.total_kimg, c.num_gpus), (0.1, 0.0, 12, 50000.0, 4));
-    assert_eq!(c.run_description(), "hessian_penalty_clevr_simple_nz-12_w-0.1");
+    assert_eq!(
+        (c.hp_lambda, c.warmup_kimg, c.nz, c.total_kimg, c.num_gpus),
+        (0.1, 0.0, 12, 50000.0, 4)
+    );
+    assert_eq!(
+        c.run_description(),
+        "hessian_penalty_clevr_simple_nz-12_w-0.1"
+    );
     let u = cfg("clevr_u_hp");
-    assert_eq!((u.dataset.as_str(), u.nz, u.hp_lambda), ("clevr_simple", 3, 0.025));
+    assert_eq!(
+        (u.dataset.as_str(), u.nz, u.hp_lambda),
+        ("clevr_simple", 3, 0.025)
+    );
     assert_eq!(cfg("clevr_1fov_hp").hp_lambda, 0.025);
-    for (name, k) in [("edges_and_shoes", 12), ("clevr_simple", 4), ("clevr_complex", 10), ("clevr_1fov", 1), ("clevr_u", 3)] {
+    for (name, k) in [
+        ("edges_and_shoes", 12),
+        ("clevr_simple", 4),
+        ("clevr_complex", 10),
+        ("clevr_1fov", 1),
+        ("clevr_u", 3),
+    ] {
         let i = cfg(&format!("{name}_infogan"));
-        assert_eq!((i.infogan_nz, i.infogan_lambda, i.hp_lambda), (k, 1.0, 0.0), "{name}");
+        assert_eq!(
+            (i.infogan_nz, i.infogan_lambda, i.hp_lambda),
+            (k, 1.0, 0.0),
+            "{name}"
+        );
         assert_eq!(cfg(&format!("{name}_vanilla")).hp_lambda, 0.0);
     }
-    assert_eq!(cfg("clevr_simple_vanilla").run_description(), "progan_clevr_simple_nz-12");
-    assert_eq!(cfg("clevr_complex_infogan").run_description(), "infogan_clevr_complex_nz-12_inz-10");
+    assert_eq!(
+        cfg("clevr_simple_vanilla").run_description(),
+        "progan_clevr_simple_nz-12"
+    );
+    assert_eq!(
+        cfg("clevr_complex_infogan").run_description(),
+        "infogan_clevr_complex_nz-12_inz-10"
+    );
 }
 
 fn run_args(root: &Path, extra: &[(&str, serde_json::Value)]) -> TrainArgs {
@@ -186,7 +258,11 @@ fn run_args(root: &Path, extra: &[(&str, serde_json::Value)]) -> TrainArgs {
         cfg[*k] = v.clone();
     }
     std::fs::write(&preset, cfg.to_string()).unwrap();
-    TrainArgs { config: Some(preset), resume_snapshot: "latest".into(), ..Default::default() }
+    TrainArgs {
+        config: Some(preset),
+        resume_snapshot: "latest".into(),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -195,16 +271,29 @@ fn resumed_run_reaches_the_same_weights() {
     let root = scratch("resume");
     tiny_dataset(&root);
     let results = root.join("results");
-    // Uninterrupted: 3 kimg with a snapshot every tick (1 kimg).
+    // Uninterrupted: 2 kimg with a snapshot every tick (1 kimg).
     train::run(&globals(), run_args(&root, &[])).unwrap();
     let run_a = train::run_dir_of(&results, 0).unwrap();
     let snaps = train::snapshots_in(&run_a).unwrap();
-    let names: Vec<String> = snaps.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = snaps
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
         names,
-        ["network-snapshot-000001.safetensors", "network-snapshot-000002.safetensors", "network-snapshot-000003.safetensors"]
+        [
+            "network-snapshot-000001.safetensors",
+            "network-snapshot-000002.safetensors"
+        ]
     );
-    for f in ["config.json", "log.txt", "reals.png", "fakes000000.png", "z.npy", "_finished.txt"] {
+    for f in [
+        "config.json",
+        "log.txt",
+        "reals.png",
+        "fakes000000.png",
+        "z.npy",
+        "_finished.txt",
+    ] {
         assert!(run_a.join(f).exists(), "{f} missing");
     }
     // Resume from the first snapshot (run 0 at 1 kimg) into a new run directory, to the same total.
@@ -213,15 +302,21 @@ fn resumed_run_reaches_the_same_weights() {
     args.resume_snapshot = "1".into();
     train::run(&globals(), args).unwrap();
     let run_b = train::run_dir_of(&results, 1).unwrap();
-    let (a, meta_a) = snapshot::load(&run_a.join("network-snapshot-000003.safetensors")).unwrap();
-    let (b, meta_b) = snapshot::load(&run_b.join("network-snapshot-000003.safetensors")).unwrap();
+    let (a, meta_a) = snapshot::load(&run_a.join("network-snapshot-000002.safetensors")).unwrap();
+    let (b, meta_b) = snapshot::load(&run_b.join("network-snapshot-000002.safetensors")).unwrap();
     assert_eq!(a.len(), b.len());
     for (name, ta) in &a {
         let tb = &b[name];
-        assert!(ta.equal(tb), "{name} differs after resume (max |Δ| {})", (ta - tb).abs().max().double_value(&[]));
+        assert!(
+            ta.equal(tb),
+            "{name} differs after resume (max |Δ| {})",
+            (ta - tb).abs().max().double_value(&[])
+        );
     }
     let state = |m: &std::collections::HashMap<String, String>| {
-        serde_json::from_str::<serde_json::Value>(&m["state"]).unwrap()["cur_nimg"].as_u64().unwrap()
+        serde_json::from_str::<serde_json::Value>(&m["state"]).unwrap()["cur_nimg"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(state(&meta_a), state(&meta_b));
     // Resuming past the end is refused with a clear message.
@@ -238,16 +333,36 @@ fn fine_tuning_a_vanilla_run_ramps_the_penalty_from_the_resume_point() {
     let root = scratch("finetune");
     tiny_dataset(&root);
     let results = root.join("results");
-    train::run(&globals(), run_args(&root, &[("hp_lambda", json!(0.0)), ("total_kimg", json!(1))])).unwrap();
-    let mut args = run_args(&root, &[("hp_lambda", json!(0.1)), ("warmup_kimg", json!(10)), ("total_kimg", json!(2))]);
+    train::run(
+        &globals(),
+        run_args(
+            &root,
+            &[("hp_lambda", json!(0.0)), ("total_kimg", json!(1))],
+        ),
+    )
+    .unwrap();
+    let mut args = run_args(
+        &root,
+        &[
+            ("hp_lambda", json!(0.1)),
+            ("warmup_kimg", json!(10)),
+            ("total_kimg", json!(2)),
+        ],
+    );
     args.resume_exp = Some(0);
     train::run(&globals(), args).unwrap();
     let run_b = train::run_dir_of(&results, 1).unwrap();
     let log = std::fs::read_to_string(run_b.join("log.txt")).unwrap();
-    assert!(log.contains("fine-tuning a run without HP: the penalty ramps from 0 at 1.0 kimg"), "{log}");
+    assert!(
+        log.contains("fine-tuning a run without HP: the penalty ramps from 0 at 1.0 kimg"),
+        "{log}"
+    );
     // 1 kimg after the resume point with a 10 kimg ramp: weight ≈ 0.1 × (1024 + …)/10000.
     let (_, meta) = snapshot::load(&train::find_snapshot(&run_b, "latest").unwrap()).unwrap();
     let state: serde_json::Value = serde_json::from_str(&meta["state"]).unwrap();
-    assert!((state["hp_start_kimg"].as_f64().unwrap() - 1.024).abs() < 1e-9, "{state}");
+    assert!(
+        (state["hp_start_kimg"].as_f64().unwrap() - 1.024).abs() < 1e-9,
+        "{state}"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }

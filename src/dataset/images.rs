@@ -2,9 +2,9 @@
 //! `info` and `extract`.
 
 use super::format::{Dataset, DatasetMeta};
-use super::progress;
 use super::rng;
 use super::writer::{prepare_image, DatasetWriter, PreparedImage};
+use crate::progress;
 use crate::{fsutil, imageio};
 use anyhow::{bail, ensure, Context, Result};
 use image::{imageops::FilterType, DynamicImage, RgbImage};

@@ -10,7 +10,6 @@ pub mod format;
 pub mod images;
 pub mod loader;
 pub mod npy;
-pub mod progress;
 pub mod reals;
 pub mod rng;
 pub mod synth;

@@ -7,10 +7,10 @@ pub mod clevr;
 pub mod dsprites;
 
 use super::format::{DatasetMeta, FactorSpec};
-use super::progress;
 use super::rng::Rng;
 use super::writer::{prepare_image, DatasetWriter, PreparedImage};
 use crate::fsutil;
+use crate::progress;
 use anyhow::{bail, ensure, Result};
 use clevr::{Object, Shape};
 use rayon::prelude::*;
