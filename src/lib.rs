@@ -13,6 +13,7 @@ pub mod hessian;
 pub mod imageio;
 pub mod info;
 pub mod losses;
+pub mod models;
 pub mod networks;
 pub mod optim;
 pub mod progress;
