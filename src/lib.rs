@@ -2,6 +2,7 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments; everything it runs lives here, one module per job.
 
+pub mod bench;
 pub mod config;
 pub mod cuda_info;
 pub mod dataset;

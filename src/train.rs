@@ -134,7 +134,7 @@ fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
 
 impl TrainArgs {
     /// The flags that were given, as JSON fields named like `TrainConfig`'s.
-    fn overrides(&self, seed: Option<u64>) -> Map<String, Value> {
+    pub fn overrides(&self, seed: Option<u64>) -> Map<String, Value> {
         let mut m = Map::new();
         macro_rules! put {
             ($($field:ident),*) => {$(
@@ -905,6 +905,14 @@ impl Trainer {
     /// One D step (with the Gs EMA update) and one G step (§2.3).
     pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
+        self.d_step(lod, data_res, minibatch)?;
+        self.g_step(lod, minibatch, true)?;
+        self.state.iteration += 1;
+        Ok(())
+    }
+
+    /// The D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), §3.2, §3.4; then the Gs EMA update.
+    pub fn d_step(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         let level = data_res.trailing_zeros();
         debug_assert_eq!(
             level,
@@ -955,10 +963,16 @@ impl Trainer {
         self.stats
             .add("Loss/mixed_norms", &d.mixed_norms.mean(Kind::Float));
         self.state.cur_nimg += minibatch as u64;
+        Ok(())
+    }
 
-        // G step: WGAN + λ_t·HP (+ InfoGAN MSE) on a fresh z, §3.1, §3.3.
+    /// The G step: WGAN + λ_t·HP (+ InfoGAN MSE) on a fresh z, §3.1, §3.3. `with_hp = false` leaves the penalty
+    /// out whatever its weight (the benchmark's "without HP" variant).
+    pub fn g_step(&mut self, lod: f64, minibatch: i64, with_hp: bool) -> Result<()> {
+        let chunks = self.cfg.num_gpus;
+        let info_k = self.cfg.infogan_nz;
         let hp_w = self.hp_weight_now();
-        let z = Tensor::randn([minibatch, nz], opts);
+        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
         let gates: Vec<(usize, f64)> = self
             .hp_layers
             .iter()
@@ -974,7 +988,7 @@ impl Trainer {
             })
             .filter(|&(_, w)| w > 0.0)
             .collect();
-        let use_hp = hp_w > 0.0 && !gates.is_empty();
+        let use_hp = with_hp && hp_w > 0.0 && !gates.is_empty();
         let layers: Vec<usize> = gates.iter().map(|&(l, _)| l).collect();
         let (images, centre) = if use_hp {
             self.models.g.forward_with_layers(&z, lod, &layers, true)
@@ -1017,7 +1031,6 @@ impl Trainer {
         );
         let flat = self.models.g_params.flatten_grads(&grads);
         self.models.opt_g.step(&self.models.g_params, &flat);
-        self.state.iteration += 1;
         Ok(())
     }
 
