@@ -574,10 +574,16 @@ pub fn run(globals: &Globals, args: TrainArgs) -> Result<()> {
 
 fn print_schedule(s: &ScheduleConfig) {
     println!("schedule (kimg → lod, data resolution, total minibatch, per-chunk):");
+    // Each phase: its start, the middle of its transition and its end.
     let phase = s.lod_training_kimg + s.lod_transition_kimg;
-    let steps = (s.max_lod() as i64) * 2 + 1;
-    for i in 0..steps {
-        let kimg = i as f64 * phase / 2.0;
+    let points = (0..=s.max_lod() as i64).flat_map(|p| {
+        let start = p as f64 * phase;
+        [
+            start,
+            start + s.lod_training_kimg + s.lod_transition_kimg / 2.0,
+        ]
+    });
+    for kimg in points {
         let p = s.at((kimg * 1000.0) as u64);
         println!(
             "  {kimg:>8.0}  lod {:>4.2}  {:>4}²  batch {:>5}  ({} × {})",
