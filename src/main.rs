@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{bench, device::DeviceSpec, fetch, info, train, Globals};
+use hessian_gan::{bench, device::DeviceSpec, fetch, import, info, train, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +50,20 @@ enum Command {
     Dataset {
         #[command(subcommand)]
         command: DatasetCommand,
+    },
+    /// Convert one of the reference's TensorFlow checkpoints (network-snapshot-*.pkl, the pretrained models) into
+    /// a snapshot. The pickle is read without executing anything.
+    Import {
+        /// The reference's .pkl file.
+        pkl: PathBuf,
+        /// The snapshot to write (.safetensors).
+        out: PathBuf,
+        /// Dataset name recorded in the snapshot's config (the pickle does not name it).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -336,6 +350,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&globals, *args)?,
         Command::Bench(args) => bench::run(&globals, *args)?,
         Command::Dataset { command } => run_dataset(command, &globals)?,
+        Command::Import {
+            pkl,
+            out,
+            dataset,
+            json,
+        } => {
+            let opts = import::ImportOptions {
+                device: globals.device.resolve()?,
+                dataset,
+            };
+            let report = import::import_pkl_with(&pkl, &out, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if globals.verbosity >= 0 {
+                print!("{report}");
+            }
+        }
     }
     Ok(())
 }
