@@ -321,7 +321,7 @@ pub fn import_pkl_with(pkl: &Path, out: &Path, opts: &ImportOptions) -> Result<I
         hp_start_kimg: cfg.hp_start_kimg,
         ..TrainState::default()
     };
-    save_snapshot(out, &models, &cfg, &state)?;
+    save_snapshot(out, &models, &cfg, &state, false)?;
     Ok(ImportReport {
         source: pkl.to_path_buf(),
         output: out.to_path_buf(),

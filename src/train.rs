@@ -243,8 +243,9 @@ impl Models {
         })
     }
 
-    /// Every tensor of the snapshot, by name: `G/…`, `D/…`, `Gs/…`, `opt_G/{m,v}/…`, `opt_G/{step,skipped}`, ….
-    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+    /// Every tensor of the snapshot, by name: `G/…`, `D/…`, `Gs/…`, and with `optimizer` also
+    /// `opt_G/{m,v}/…`, `opt_G/{step,skipped}`, ….
+    fn named_tensors(&self, optimizer: bool) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (prefix, p) in [
             ("G", &self.g_params),
@@ -255,10 +256,11 @@ impl Models {
                 out.push((format!("{prefix}/{name}"), t.shallow_clone()));
             }
         }
-        for (prefix, opt, p) in [
+        let optimizers = [
             ("opt_G", &self.opt_g, &self.g_params),
             ("opt_D", &self.opt_d, &self.d_params),
-        ] {
+        ];
+        for (prefix, opt, p) in optimizers.into_iter().filter(|_| optimizer) {
             for (name, t) in p.views(&opt.m) {
                 out.push((format!("{prefix}/m/{name}"), t));
             }
@@ -326,12 +328,14 @@ impl Models {
 /// Snapshot metadata keys.
 const META_FORMAT: &str = "hessian-gan-snapshot";
 
-/// Writes a snapshot of the models, config and state.
+/// Writes a snapshot of the models, config and state; `optimizer = false` leaves out the Adam state (an imported
+/// checkpoint has none, and it would double the file).
 pub fn save_snapshot(
     path: &Path,
     models: &Models,
     cfg: &TrainConfig,
     state: &TrainState,
+    optimizer: bool,
 ) -> Result<()> {
     let metadata = HashMap::from([
         ("format".to_string(), META_FORMAT.to_string()),
@@ -343,7 +347,7 @@ pub fn save_snapshot(
             format!("{:.3}", state.cur_nimg as f64 / 1000.0),
         ),
     ]);
-    snapshot::save(path, &models.named_tensors(), metadata)
+    snapshot::save(path, &models.named_tensors(optimizer), metadata)
 }
 
 /// A loaded snapshot: its tensors, training config and state.
@@ -1064,7 +1068,7 @@ impl Trainer {
         let path = self
             .run_dir
             .join(format!("network-snapshot-{kimg:06}.safetensors"));
-        save_snapshot(&path, &self.models, &self.cfg, &self.state)?;
+        save_snapshot(&path, &self.models, &self.cfg, &self.state, true)?;
         let skipped = self.models.opt_g.skipped.double_value(&[])
             + self.models.opt_d.skipped.double_value(&[]);
         let line = format!(

@@ -170,7 +170,10 @@ fn parameter_counts_match_the_architecture() {
     // The snapshot resumes like any other: fresh optimiser state, every network present.
     let snap = load_snapshot(&out).unwrap();
     snap.config.validate().unwrap();
-    assert_eq!(snap.tensors["opt_G/step"].double_value(&[]), 0.0);
+    assert!(
+        !snap.tensors.contains_key("opt_G/step"),
+        "an import carries no optimiser state"
+    );
     let total = |prefix: &str| -> i64 {
         snap.tensors
             .iter()
