@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{device::DeviceSpec, fetch, info, train, Globals};
+use hessian_gan::{device::DeviceSpec, fetch, figures, info, train, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: DatasetCommand,
     },
+    /// The paper's figures: Hessian heatmaps, Table 2 diagonal-ness, per-pixel HP heatmaps, activeness.
+    Figures(Box<figures::FiguresArgs>),
 }
 
 #[derive(Subcommand)]
@@ -333,6 +335,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Train(args) => train::run(&globals, *args)?,
         Command::Dataset { command } => run_dataset(command, &globals)?,
+        Command::Figures(args) => {
+            figures::run(&globals, &args)?;
+        }
     }
     Ok(())
 }
