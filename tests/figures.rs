@@ -313,7 +313,14 @@ fn heatmap_grid_has_the_layout_size_and_the_colour_scale() {
             values: vec![3.0; 9],
             height: 3,
             width: 3,
-            overlay: Some(image::RgbImage::from_pixel(3, 3, image::Rgb([0, 0, 0]))),
+            overlay: Some(image::RgbImage::from_fn(3, 3, |x, y| {
+                // Black with a grey centre: stretched per panel, the centre counts as the brightest.
+                image::Rgb(if (x, y) == (1, 1) {
+                    [90, 90, 90]
+                } else {
+                    [10, 10, 10]
+                })
+            })),
         }],
     ];
     let grid = HeatmapGrid {
@@ -339,10 +346,11 @@ fn heatmap_grid_has_the_layout_size_and_the_colour_scale() {
     assert_eq!(img.get_pixel(ox + 30, oy + 30).0, render::ylgnbu(0.5));
     let (ox, oy) = layout.panel_origin(0, 1);
     assert_eq!(img.get_pixel(ox + 20, oy + 20).0, render::ylgnbu(1.0));
-    // Shading: a black overlay at strength 0.5 halves the colour.
+    // Shading at strength 0.5: the overlay's darkest pixels halve the colour, its brightest keep it exact.
     let (ox, oy) = layout.panel_origin(1, 0);
     let want = render::ylgnbu(0.5).map(|c| (c as f64 * 0.5).round() as u8);
-    assert_eq!(img.get_pixel(ox + 20, oy + 20).0, want);
+    assert_eq!(img.get_pixel(ox + 5, oy + 5).0, want);
+    assert_eq!(img.get_pixel(ox + 20, oy + 20).0, render::ylgnbu(0.5));
     // Endpoints of the map are ColorBrewer's first and last YlGnBu colours.
     assert_eq!(render::ylgnbu(0.0), [0xff, 0xff, 0xd9]);
     assert_eq!(render::ylgnbu(1.0), [0x08, 0x1d, 0x58]);

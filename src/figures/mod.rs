@@ -26,7 +26,7 @@ pub const HEATMAPS_K: usize = 2;
 /// How much the generated image's brightness shades the HP colour map in `heatmaps`. The reference draws the image
 /// at alpha 0.08 over the map, which nearly hides it; shading keeps the map's hues (so the colour bar stays exact
 /// in hue) while the scene stays recognisable.
-pub const IMAGE_SHADE: f64 = 0.5;
+pub const IMAGE_SHADE: f64 = 0.4;
 
 /// Which figure to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]

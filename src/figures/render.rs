@@ -166,8 +166,9 @@ pub struct HeatmapGrid {
     pub row_labels: Vec<String>,
     pub panels: Vec<Vec<HeatPanel>>,
     pub layout: GridLayout,
-    /// How strongly the overlay's brightness shades the colour: `colour·(1 − s + s·luma)`, luma in [0, 1]. The
-    /// hue stays the colour map's, so the scale remains readable, while the image shows as light and shadow.
+    /// How strongly the overlay's brightness shades the colour: `colour·(1 − s + s·luma)`, with the luma stretched
+    /// to [0, 1] per panel. The hue stays the colour map's, so the scale remains readable, while the image shows as
+    /// light and shadow.
     pub overlay_shade: f64,
 }
 
@@ -220,18 +221,30 @@ pub fn render_heatmap_grid(grid: &HeatmapGrid) -> Result<RgbImage> {
                 panel.width
             );
             let (ox, oy) = l.panel_origin(r as u32, c as u32);
+            // The overlay's brightness, stretched to [0, 1] within the panel so that its brightest pixel shows
+            // the colour bar's exact colour and the shading spans the whole `shade` range.
+            let luma = panel.overlay.as_ref().map(|ov| {
+                let l: Vec<f64> = ov
+                    .pixels()
+                    .map(|p| {
+                        let [r, g, b] = p.0;
+                        0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64
+                    })
+                    .collect();
+                let lo = l.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let span = if hi > lo { hi - lo } else { 1.0 };
+                (ov.width() as usize, ov.height() as usize, l, lo, span)
+            });
             for py in 0..p {
                 let sy = py * panel.height / p;
                 for px in 0..p {
                     let sx = px * panel.width / p;
                     let v = panel.values[sy * panel.width + sx];
                     let mut rgb = ylgnbu((v - vmin) / (vmax - vmin));
-                    if let Some(ov) = &panel.overlay {
-                        let oxs = (px * ov.width() as usize / p) as u32;
-                        let oys = (py * ov.height() as usize / p) as u32;
-                        let [r, g, b] = ov.get_pixel(oxs, oys).0;
-                        let luma = (0.299 * r as f64 + 0.587 * g as f64 + 0.114 * b as f64) / 255.0;
-                        let f = 1.0 - shade + shade * luma;
+                    if let Some((ow, oh, l, lo, span)) = &luma {
+                        let v = l[(py * oh / p) * ow + px * ow / p];
+                        let f = 1.0 - shade + shade * (v - lo) / span;
                         rgb = rgb.map(|c| (c as f64 * f).round() as u8);
                     }
                     img.put_pixel(ox + px as u32, oy + py as u32, Rgb(rgb));
