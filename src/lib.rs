@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod device;
 pub mod download;
 pub mod fetch;
+pub mod figures;
 pub mod fsutil;
 pub mod hessian;
 pub mod imageio;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{bench, device::DeviceSpec, fetch, import, info, train, Globals};
+use hessian_gan::{bench, device::DeviceSpec, fetch, figures, import, info, train, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The paper's figures: Hessian heatmaps, Table 2 diagonal-ness, per-pixel HP heatmaps, activeness.
+    Figures(Box<figures::FiguresArgs>),
 }
 
 #[derive(Subcommand)]
@@ -366,6 +368,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else if globals.verbosity >= 0 {
                 print!("{report}");
             }
+        }
+        Command::Figures(args) => {
+            figures::run(&globals, &args)?;
         }
     }
     Ok(())
