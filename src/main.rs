@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{device::DeviceSpec, fetch, info, train, Globals};
+use hessian_gan::{device::DeviceSpec, evaluate, fetch, info, train, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ enum Command {
     },
     /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
     Train(Box<train::TrainArgs>),
+    /// FID and PPL of snapshots (spec §8): a table, JSON next to each snapshot, a line in results/metrics.jsonl.
+    Evaluate(Box<evaluate::EvaluateArgs>),
     /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
     Dataset {
         #[command(subcommand)]
@@ -332,6 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Train(args) => train::run(&globals, *args)?,
+        Command::Evaluate(args) => evaluate::run(&globals, *args)?,
         Command::Dataset { command } => run_dataset(command, &globals)?,
     }
     Ok(())
