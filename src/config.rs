@@ -30,6 +30,10 @@ pub struct TrainConfig {
     pub num_gpus: i64,
     pub compute_interp_ticks: i64,
     pub compute_metrics_ticks: i64,
+    /// Metrics computed at snapshot ticks (spec §2.7, §4.1): `fid` (fid50k) and/or `ppl` (ppl_zend_v2); empty = none.
+    pub metrics: Vec<String>,
+    /// Sample counts, metric networks and cache of those metrics.
+    pub metrics_options: crate::metrics::MetricsOptions,
     pub fmap_base: i64,
     pub fmap_max: i64,
     pub lod_initial_resolution: i64,
@@ -68,6 +72,8 @@ impl Default for TrainConfig {
             num_gpus: 4,
             compute_interp_ticks: 5,
             compute_metrics_ticks: 5,
+            metrics: Vec::new(),
+            metrics_options: crate::metrics::MetricsOptions::default(),
             fmap_base: 8192,
             fmap_max: 512,
             lod_initial_resolution: 4,
@@ -202,6 +208,14 @@ impl TrainConfig {
             self.max_consecutive_skips >= 1,
             "max_consecutive_skips must be at least 1"
         );
+        if !crate::metrics::parse_names(&self.metrics)?.is_empty() {
+            self.metrics_options.validate()?;
+            ensure!(
+                self.compute_metrics_ticks >= 1,
+                "--compute-metrics-ticks must be at least 1 when --metrics is set, got {}",
+                self.compute_metrics_ticks
+            );
+        }
         self.schedule().validate()?;
         let net = self.net();
         net.validate()?;

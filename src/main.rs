@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{bench, device::DeviceSpec, fetch, figures, import, info, train, Globals};
+use hessian_gan::{bench, device::DeviceSpec, evaluate, fetch, figures, import, info, train, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +46,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Measure training throughput (img/s, ms per D/G step, HP share, memory, TFLOP/s) at a fixed lod; JSON.
     Bench(Box<bench::BenchArgs>),
+    /// FID and PPL of snapshots (spec §8): a table, JSON next to each snapshot, a line in results/metrics.jsonl.
+    Evaluate(Box<evaluate::EvaluateArgs>),
     /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
     Dataset {
         #[command(subcommand)]
@@ -351,6 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Train(args) => train::run(&globals, *args)?,
         Command::Bench(args) => bench::run(&globals, *args)?,
+        Command::Evaluate(args) => evaluate::run(&globals, *args)?,
         Command::Dataset { command } => run_dataset(command, &globals)?,
         Command::Import {
             pkl,

@@ -87,8 +87,12 @@ pub struct TrainArgs {
     /// Ticks between traversal GIFs (−1 disables).
     #[arg(long)]
     pub compute_interp_ticks: Option<i64>,
+    /// Ticks between metric evaluations (only on snapshot ticks, as the reference).
     #[arg(long)]
     pub compute_metrics_ticks: Option<i64>,
+    /// Metrics at snapshot ticks, comma-separated: fid (fid50k), ppl (ppl_zend_v2); see `evaluate`.
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
     #[arg(long)]
     pub fmap_base: Option<i64>,
     #[arg(long)]
@@ -159,6 +163,7 @@ impl TrainArgs {
             num_gpus,
             compute_interp_ticks,
             compute_metrics_ticks,
+            metrics,
             fmap_base,
             fmap_max,
             lod_initial_resolution,
@@ -619,6 +624,8 @@ pub struct Trainer {
     interp_z: Tensor,
     stats: TickStats,
     events: crate::tensorboard::EventWriter,
+    /// The metric networks, loaded when training starts with `metrics` set.
+    metrics: Option<crate::evaluate::MetricSuite>,
 }
 
 impl Trainer {
@@ -701,6 +708,7 @@ impl Trainer {
             interp_z,
             stats: TickStats::default(),
             events,
+            metrics: None,
         };
         trainer.say(&format!(
             "run {} on {} ({}), dataset {} ({} images)",
@@ -760,6 +768,7 @@ impl Trainer {
             self.cfg.total_kimg,
             self.state.cur_nimg as f64 / 1000.0
         );
+        self.load_metrics()?;
         self.write_reals_grid()?;
         self.write_fakes_grid()?;
         if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
@@ -833,7 +842,12 @@ impl Trainer {
                     || done
                     || stop_reason.is_some()
                 {
-                    self.save()?;
+                    let snapshot = self.save()?;
+                    if crate::metrics::due(tick, self.cfg.compute_metrics_ticks, done)
+                        && stop_reason.is_none()
+                    {
+                        bar.suspend(|| self.compute_metrics(&snapshot))?;
+                    }
                 }
                 self.say_maintenance(maintenance.elapsed().as_secs_f64());
                 tick_start_nimg = self.state.cur_nimg;
@@ -1062,7 +1076,61 @@ impl Trainer {
         Ok(())
     }
 
-    fn save(&mut self) -> Result<()> {
+    /// Loads the metric networks (downloading them if needed) before the first iteration, so a missing network
+    /// fails at once rather than at the first snapshot tick.
+    fn load_metrics(&mut self) -> Result<()> {
+        let kinds = crate::metrics::parse_names(&self.cfg.metrics)?;
+        if !kinds.is_empty() && self.metrics.is_none() {
+            let opts = self.cfg.metrics_options.clone();
+            let suite =
+                crate::evaluate::MetricSuite::new(&kinds, opts, self.device, self.verbosity)?;
+            self.metrics = Some(suite);
+        }
+        Ok(())
+    }
+
+    /// FID / PPL of Gs (spec §2.7, §8): `Metrics/<name>` in TensorBoard, a line in the log, and the records next
+    /// to the snapshot and in `<results>/metrics.jsonl`.
+    fn compute_metrics(&mut self, snapshot: &Path) -> Result<()> {
+        let Some(suite) = &self.metrics else {
+            return Ok(());
+        };
+        let lod = self.current_lod();
+        let out = suite.run(
+            &self.models.gs,
+            lod,
+            Some(&self.dataset),
+            self.cfg.seed,
+            None,
+        )?;
+        let mut header = Map::new();
+        header.insert(
+            "model".into(),
+            crate::models::describe(snapshot).name.into(),
+        );
+        header.insert("snapshot".into(), serde_json::json!(snapshot));
+        header.insert(
+            "kimg".into(),
+            serde_json::json!(self.state.cur_nimg as f64 / 1000.0),
+        );
+        header.insert("lod".into(), serde_json::json!(lod));
+        crate::evaluate::record(snapshot, header, &out, &self.cfg.results_dir)?;
+        let values: Vec<(String, f64)> = out
+            .values()
+            .into_iter()
+            .map(|(k, v)| (format!("Metrics/{k}"), v))
+            .collect();
+        self.events.scalars(self.state.cur_nimg as i64, &values)?;
+        self.events.flush()?;
+        self.say(&format!(
+            "metrics kimg {:.1} {}",
+            self.state.cur_nimg as f64 / 1000.0,
+            out.summary()
+        ));
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<PathBuf> {
         self.state.loader = self.loader.state();
         let kimg = self.state.cur_nimg / 1000;
         let path = self
@@ -1076,7 +1144,7 @@ impl Trainer {
             path.display()
         );
         self.say(&line);
-        Ok(())
+        Ok(path)
     }
 
     fn current_lod(&self) -> f64 {
