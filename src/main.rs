@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{bench, device::DeviceSpec, evaluate, fetch, figures, import, info, train, Globals};
+use hessian_gan::{
+    bench, device::DeviceSpec, evaluate, fetch, figures, import, info, train, Globals,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
