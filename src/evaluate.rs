@@ -224,6 +224,55 @@ impl MetricSuite {
     }
 }
 
+impl MetricSuite {
+    /// The trainer's metric tick: runs the metrics on Gs with the run's seed, records them next to `snapshot` and
+    /// in `<results_dir>/metrics.jsonl`, and returns the TensorBoard scalars (`Metrics/<name>`) and a log line.
+    pub fn run_for_training(
+        &self,
+        gs: &Generator,
+        lod: f64,
+        dataset: &Dataset,
+        cfg: &crate::config::TrainConfig,
+        cur_nimg: u64,
+        snapshot: &Path,
+    ) -> Result<(Vec<(String, f64)>, String)> {
+        let out = self.run(gs, lod, Some(dataset), cfg.seed, None)?;
+        let mut h = header(snapshot, lod, &cfg.net(), self.device, cfg.seed);
+        h.insert("kimg".into(), json!(cur_nimg as f64 / 1000.0));
+        record(snapshot, h, &out, &cfg.results_dir)?;
+        let values = out
+            .values()
+            .into_iter()
+            .map(|(k, v)| (format!("Metrics/{k}"), v))
+            .collect();
+        let line = format!(
+            "metrics kimg {:.1} {}",
+            cur_nimg as f64 / 1000.0,
+            out.summary()
+        );
+        Ok((values, line))
+    }
+}
+
+/// The description of an evaluated model that heads its records.
+pub fn header(
+    snapshot: &Path,
+    lod: f64,
+    net: &crate::networks::NetConfig,
+    device: Device,
+    seed: u64,
+) -> Map<String, Value> {
+    let mut h = Map::new();
+    h.insert("model".into(), json!(models::describe(snapshot).name));
+    h.insert("snapshot".into(), json!(snapshot));
+    h.insert("lod".into(), json!(lod));
+    h.insert("nz".into(), json!(net.nz));
+    h.insert("resolution".into(), json!(net.resolution));
+    h.insert("device".into(), json!(device_name(device)));
+    h.insert("seed".into(), json!(seed));
+    h
+}
+
 /// `<dir>/<snapshot stem>-<suffix>`.
 pub fn beside(snapshot: &Path, suffix: &str) -> PathBuf {
     let stem = snapshot
@@ -437,14 +486,8 @@ pub fn run(globals: &Globals, args: EvaluateArgs) -> Result<()> {
         if let Some(z) = &out.ppl_z {
             write_npy(&beside(&mref.path, "ppl-z.npy"), z)?;
         }
-        let mut header = Map::new();
+        let mut header = header(&mref.path, loaded.lod, &loaded.net, device, seed);
         header.insert("model".into(), json!(mref.name));
-        header.insert("snapshot".into(), json!(mref.path));
-        header.insert("lod".into(), json!(loaded.lod));
-        header.insert("nz".into(), json!(nz));
-        header.insert("resolution".into(), json!(loaded.net.resolution));
-        header.insert("device".into(), json!(device_name(device)));
-        header.insert("seed".into(), json!(seed));
         let json_path = record(&mref.path, header.clone(), &out, &args.results_dir)?;
         if args.json {
             let mut line = header;

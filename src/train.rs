@@ -1096,37 +1096,17 @@ impl Trainer {
             return Ok(());
         };
         let lod = self.current_lod();
-        let out = suite.run(
+        let (values, line) = suite.run_for_training(
             &self.models.gs,
             lod,
-            Some(&self.dataset),
-            self.cfg.seed,
-            None,
+            &self.dataset,
+            &self.cfg,
+            self.state.cur_nimg,
+            snapshot,
         )?;
-        let mut header = Map::new();
-        header.insert(
-            "model".into(),
-            crate::models::describe(snapshot).name.into(),
-        );
-        header.insert("snapshot".into(), serde_json::json!(snapshot));
-        header.insert(
-            "kimg".into(),
-            serde_json::json!(self.state.cur_nimg as f64 / 1000.0),
-        );
-        header.insert("lod".into(), serde_json::json!(lod));
-        crate::evaluate::record(snapshot, header, &out, &self.cfg.results_dir)?;
-        let values: Vec<(String, f64)> = out
-            .values()
-            .into_iter()
-            .map(|(k, v)| (format!("Metrics/{k}"), v))
-            .collect();
         self.events.scalars(self.state.cur_nimg as i64, &values)?;
         self.events.flush()?;
-        self.say(&format!(
-            "metrics kimg {:.1} {}",
-            self.state.cur_nimg as f64 / 1000.0,
-            out.summary()
-        ));
+        self.say(&line);
         Ok(())
     }
 

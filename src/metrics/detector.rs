@@ -2,7 +2,7 @@
 //! LPIPS-VGG16 for PPL, found in the cache directory or downloaded there once, loaded with `tch::CModule`, and
 //! called with the exact conventions of their authors' code.
 
-use crate::download::{self, DownloadOptions};
+use crate::download::{self, DownloadError, DownloadOptions};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -130,14 +130,29 @@ pub fn locate(
         label: Some(kind.file_name().to_string()),
         ..Default::default()
     };
-    download::ensure_file(&url, &dest, &opts).with_context(|| {
-        format!(
+    if let Err(e) = download::ensure_file(&url, &dest, &opts) {
+        // The download module's own hint about --base-url concerns the reference's server, not these networks.
+        if let Some(DownloadError::GaveUp {
+            unreachable: true,
+            last_error,
+            ..
+        }) = e.downcast_ref::<DownloadError>()
+        {
+            bail!(
+                "{} is needed but {url} cannot be reached ({last_error}); download it elsewhere and place it at \
+                 {}, or pass {} PATH",
+                kind.purpose(),
+                dest.display(),
+                kind.flag()
+            );
+        }
+        return Err(e.context(format!(
             "{} is needed; download it from {url} and place it at {}, or pass {} PATH",
             kind.purpose(),
             dest.display(),
             kind.flag()
-        )
-    })?;
+        )));
+    }
     Ok((dest, url))
 }
 
