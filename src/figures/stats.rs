@@ -319,8 +319,8 @@ where
         "activeness: extent must be finite, got {extent}"
     );
     let out_elems = output_elements(g, z)?;
-    // nz·3 outputs per sample in float32, the deviations and squares.
-    let chunk = chunk_samples((nz * 3 * out_elems) as usize * 4 * 3);
+    // nz·3 outputs per sample: float32 from G, its float64 copy, and the variance's mean and deviations.
+    let chunk = chunk_samples((nz * 3 * out_elems) as usize * (4 + 8 * 3));
     let _guard = tch::no_grad_guard();
     let device = z.device();
     let values = Tensor::from_slice(&[-extent, 0.0, extent])
