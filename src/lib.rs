@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod hessian;
 pub mod imageio;
 pub mod info;
+pub mod latents;
 pub mod losses;
 pub mod models;
 pub mod networks;
@@ -24,6 +25,8 @@ pub mod tensorboard;
 pub mod tfrecord;
 pub mod train;
 pub mod traversal;
+pub mod video;
+pub mod visualize;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
-use hessian_gan::{device::DeviceSpec, fetch, info, train, Globals};
+use hessian_gan::{device::DeviceSpec, fetch, info, train, visualize, Globals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ enum Command {
     },
     /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
     Train(Box<train::TrainArgs>),
+    /// Latent-traversal videos and stills, sample grids, and renders of given latents (--z) for one or more models.
+    Visualize(Box<visualize::VisualizeArgs>),
     /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
     Dataset {
         #[command(subcommand)]
@@ -333,6 +335,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Train(args) => train::run(&globals, *args)?,
         Command::Dataset { command } => run_dataset(command, &globals)?,
+        Command::Visualize(args) => {
+            for set in visualize::run(&globals, &args)? {
+                if globals.verbosity >= 0 {
+                    println!("{}", set.dir.display());
+                }
+            }
+        }
     }
     Ok(())
 }
