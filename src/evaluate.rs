@@ -9,7 +9,7 @@ use crate::metrics::fid::{self, FidResult};
 use crate::metrics::ppl::{self, PplResult};
 use crate::metrics::{parse_names, Detector, DetectorKind, MetricKind, MetricsOptions};
 use crate::networks::Generator;
-use crate::{fetch, fsutil, models, Globals};
+use crate::{fetch, fsutil, latents, models, Globals};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -35,6 +35,9 @@ pub struct EvaluateArgs {
     /// Where run numbers are looked up and metrics.jsonl is appended.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+    /// Where pretrained models (`clevr_simple_ft`, …) are downloaded and converted.
+    #[arg(long, default_value = models::PRETRAINED_DIR)]
+    pub pretrained_dir: PathBuf,
     /// Metrics, comma-separated: fid (fid50k) and/or ppl (ppl_zend_v2).
     #[arg(long, num_args = 1.., value_delimiter = ',', default_value = "fid,ppl")]
     pub metrics: Vec<String>,
@@ -324,14 +327,6 @@ pub fn record(
     Ok(path)
 }
 
-/// Writes a CPU tensor as .npy atomically.
-fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
-    fsutil::write_atomic(path, |tmp| {
-        t.write_npy(tmp)
-            .with_context(|| format!("cannot write {}", path.display()))
-    })
-}
-
 /// The training configuration stored in a snapshot's header (without reading its tensors).
 pub fn snapshot_config(path: &Path) -> Result<crate::config::TrainConfig> {
     let mut f =
@@ -419,13 +414,15 @@ pub fn run(globals: &Globals, args: EvaluateArgs) -> Result<()> {
         use_cache: !args.no_cache,
     };
     // Resolve every model before the (long) work starts, so a typo fails at once.
+    let mut resolver = models::Resolver::new(globals, &args.results_dir);
+    resolver.pretrained_dir = args.pretrained_dir.clone();
     let refs: Vec<models::ModelRef> = args
         .models
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let snap = &args.snapshot_kimgs[i.min(args.snapshot_kimgs.len() - 1)];
-            models::resolve(m, snap, &args.results_dir)
+            resolver.resolve(m, snap)
         })
         .collect::<Result<_>>()?;
     let device = globals.device.resolve()?;
@@ -481,10 +478,10 @@ pub fn run(globals: &Globals, args: EvaluateArgs) -> Result<()> {
             pairs.as_ref().map(|(t, s)| (t, s.clone())),
         )?;
         if let Some(z) = &out.fid_z {
-            write_npy(&beside(&mref.path, "fid-z.npy"), z)?;
+            latents::write_npy(z, &beside(&mref.path, "fid-z.npy"))?;
         }
         if let Some(z) = &out.ppl_z {
-            write_npy(&beside(&mref.path, "ppl-z.npy"), z)?;
+            latents::write_npy(z, &beside(&mref.path, "ppl-z.npy"))?;
         }
         let mut header = header(&mref.path, loaded.lod, &loaded.net, device, seed);
         header.insert("model".into(), json!(mref.name));

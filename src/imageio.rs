@@ -17,6 +17,19 @@ pub fn float_to_u8(images: &Tensor) -> Tensor {
 /// Tiles `[N, C, H, W]` uint8 images (C = 1 or 3) into one RGB image with `cols` columns, `pad` pixels between
 /// tiles (and around them) filled with `pad_value`.
 pub fn grid(images: &Tensor, cols: usize, pad: usize, pad_value: u8) -> Result<image::RgbImage> {
+    tile(images, cols, pad, pad, pad, pad_value)
+}
+
+/// Tiles `[N, C, H, W]` uint8 images (C = 1 or 3) row-major into `cols` columns, with `pad_x` pixels between
+/// columns, `pad_y` between rows and `border` around the whole, all filled with `pad_value`.
+pub fn tile(
+    images: &Tensor,
+    cols: usize,
+    pad_x: usize,
+    pad_y: usize,
+    border: usize,
+    pad_value: u8,
+) -> Result<image::RgbImage> {
     let size = images.size();
     ensure!(
         size.len() == 4,
@@ -52,10 +65,12 @@ pub fn grid(images: &Tensor, cols: usize, pad: usize, pad_value: u8) -> Result<i
     nhwc.copy_data_u8(&mut data, n * h * w * 3);
     let cols = cols.min(n);
     let rows = n.div_ceil(cols);
-    let (gw, gh) = (cols * w + (cols + 1) * pad, rows * h + (rows + 1) * pad);
+    let gw = cols * w + (cols - 1) * pad_x + 2 * border;
+    let gh = rows * h + (rows - 1) * pad_y + 2 * border;
     let mut out = image::RgbImage::from_pixel(gw as u32, gh as u32, image::Rgb([pad_value; 3]));
     for i in 0..n {
-        let (gx, gy) = (pad + (i % cols) * (w + pad), pad + (i / cols) * (h + pad));
+        let gx = border + (i % cols) * (w + pad_x);
+        let gy = border + (i / cols) * (h + pad_y);
         for y in 0..h {
             let src = &data[((i * h + y) * w) * 3..((i * h + y + 1) * w) * 3];
             let start = ((gy + y) * gw + gx) * 3;
@@ -63,6 +78,20 @@ pub fn grid(images: &Tensor, cols: usize, pad: usize, pad_value: u8) -> Result<i
         }
     }
     Ok(out)
+}
+
+/// Images placed left to right, top-aligned, `gap` pixels apart, on a background of `value`.
+pub fn hstack(images: &[image::RgbImage], gap: u32, value: u8) -> image::RgbImage {
+    let w = images.iter().map(|i| i.width()).sum::<u32>()
+        + gap * (images.len().saturating_sub(1) as u32);
+    let h = images.iter().map(|i| i.height()).max().unwrap_or(0);
+    let mut out = image::RgbImage::from_pixel(w, h, image::Rgb([value; 3]));
+    let mut x = 0;
+    for img in images {
+        image::imageops::replace(&mut out, img, x as i64, 0);
+        x += img.width() + gap;
+    }
+    out
 }
 
 /// Saves an RGB image as PNG atomically.
@@ -99,6 +128,30 @@ mod tests {
             "empty cell stays padding"
         );
         assert_eq!(g.get_pixel(0, 0).0, [255, 255, 255]);
+    }
+
+    #[test]
+    fn tile_pads_between_only_and_hstack_gaps() {
+        let t = Tensor::from_slice(&[10u8, 20, 30, 40])
+            .reshape([4, 1, 1, 1])
+            .expand([4, 3, 2, 3], false);
+        // 2 columns of 3-wide tiles with 1 px between columns and 2 between rows, no border.
+        let g = tile(&t, 2, 1, 2, 0, 7).unwrap();
+        assert_eq!((g.width(), g.height()), (7, 6));
+        assert_eq!(g.get_pixel(0, 0).0, [10; 3]);
+        assert_eq!(g.get_pixel(3, 0).0, [7; 3]);
+        assert_eq!(g.get_pixel(4, 1).0, [20; 3]);
+        assert_eq!(g.get_pixel(0, 2).0, [7; 3]);
+        assert_eq!(g.get_pixel(0, 4).0, [30; 3]);
+        assert_eq!(g.get_pixel(6, 5).0, [40; 3]);
+        let a = image::RgbImage::from_pixel(2, 3, image::Rgb([1; 3]));
+        let b = image::RgbImage::from_pixel(1, 1, image::Rgb([2; 3]));
+        let s = hstack(&[a, b], 4, 0);
+        assert_eq!((s.width(), s.height()), (7, 3));
+        assert_eq!(s.get_pixel(1, 2).0, [1; 3]);
+        assert_eq!(s.get_pixel(3, 0).0, [0; 3]);
+        assert_eq!(s.get_pixel(6, 0).0, [2; 3]);
+        assert_eq!(s.get_pixel(6, 1).0, [0; 3]);
     }
 
     #[test]

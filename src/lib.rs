@@ -16,6 +16,7 @@ pub mod hessian;
 pub mod imageio;
 pub mod import;
 pub mod info;
+pub mod latents;
 pub mod losses;
 pub mod metrics;
 pub mod models;
@@ -30,6 +31,8 @@ pub mod tensorboard;
 pub mod tfrecord;
 pub mod train;
 pub mod traversal;
+pub mod video;
+pub mod visualize;
 
 /// Options every subcommand receives (`--device`, `--seed`, `-v`, `-q`).
 #[derive(Clone, Debug)]

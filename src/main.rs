@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use hessian_gan::dataset::{self, images, loader, synth};
 use hessian_gan::{
-    bench, device::DeviceSpec, evaluate, fetch, figures, import, info, train, Globals,
+    bench, device::DeviceSpec, evaluate, fetch, figures, import, info, train, visualize, Globals,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +50,8 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// FID and PPL of snapshots (spec §8): a table, JSON next to each snapshot, a line in results/metrics.jsonl.
     Evaluate(Box<evaluate::EvaluateArgs>),
+    /// Latent-traversal videos and stills, sample grids, and renders of given latents (--z) for one or more models.
+    Visualize(Box<visualize::VisualizeArgs>),
     /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
     Dataset {
         #[command(subcommand)]
@@ -376,6 +378,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Figures(args) => {
             figures::run(&globals, &args)?;
+        }
+        Command::Visualize(args) => {
+            for set in visualize::run(&globals, &args)? {
+                if globals.verbosity >= 0 {
+                    println!("{}", set.dir.display());
+                }
+            }
         }
     }
     Ok(())

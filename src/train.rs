@@ -682,13 +682,8 @@ impl Trainer {
         let (grid_w, grid_h) = grid_size(cfg.resolution);
         let grid_z = Tensor::randn([grid_w * grid_h, cfg.nz], (Kind::Float, device));
         let interp_z = Tensor::randn([8, cfg.nz], (Kind::Float, device));
-        let z_path = run_dir.join("z.npy");
-        fsutil::write_atomic(&z_path, |tmp| {
-            grid_z
-                .to_device(Device::Cpu)
-                .write_npy(tmp)
-                .with_context(|| format!("cannot write {}", z_path.display()))
-        })?;
+        // The fakes grid's latents, so that `visualize --z` renders the same samples from any snapshot (issue 9).
+        crate::latents::write_npy(&grid_z, &run_dir.join("z.npy"))?;
         let hp_layers = cfg.hp_layers();
         let events = crate::tensorboard::EventWriter::create(&run_dir)?;
         let mut trainer = Self {

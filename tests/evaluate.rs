@@ -4,11 +4,11 @@
 //! one of them downloaded from a local HTTP server.
 
 mod common;
+use common::{globals, lock, scratch};
 
 use common::http::TestServer;
 use hessian_gan::dataset::synth::{self, Kind as SynthKind, SynthOptions};
 use hessian_gan::dataset::Dataset;
-use hessian_gan::device::DeviceSpec;
 use hessian_gan::evaluate::{self, EvaluateArgs, MetricSuite};
 use hessian_gan::metrics::fid::{self, feature_stats, frechet_distance, FeatureStats};
 use hessian_gan::metrics::ppl::{self, filtered_mean, slerp};
@@ -17,31 +17,8 @@ use hessian_gan::train::{self, TrainArgs};
 use hessian_gan::{models, Globals};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
-
-/// Training touches libtorch's global generator; tests that train hold this lock.
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn globals() -> Globals {
-    Globals {
-        device: DeviceSpec::Cpu,
-        seed: None,
-        verbosity: -1,
-        base_url: None,
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hg-eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn f64s(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
@@ -430,6 +407,7 @@ fn eval_args(snapshot: &Path, root: &Path, det: &Path) -> EvaluateArgs {
         dataset: None,
         datasets_dir: root.join("datasets"),
         results_dir: root.join("results"),
+        pretrained_dir: root.join("pretrained_models"),
         metrics: vec!["fid".into(), "ppl".into()],
         num_images: 40,
         num_samples: 24,

@@ -1,38 +1,17 @@
 //! The trainer on tiny models: one optimisation step, the HP switch, configuration errors, and exact resume.
 
+mod common;
+use common::{globals, lock, scratch};
+
 use hessian_gan::config::TrainConfig;
 use hessian_gan::dataset::synth::{self, Kind, SynthOptions};
 use hessian_gan::dataset::Dataset;
-use hessian_gan::device::DeviceSpec;
+use hessian_gan::snapshot;
 use hessian_gan::train::{self, TrainArgs, Trainer};
-use hessian_gan::{snapshot, Globals};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tch::Device;
-
-/// libtorch's generator is process-global; tests that train hold this lock.
-static TORCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn globals() -> Globals {
-    Globals {
-        device: DeviceSpec::Cpu,
-        seed: None,
-        verbosity: -1,
-        base_url: None,
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hg-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A 64-image synthetic dataset at 8².
 fn tiny_dataset(root: &Path) -> PathBuf {

@@ -7,10 +7,10 @@
 //!
 //! The statistics live in [`stats`] and take any generator closure, so they are tested on analytic functions.
 
-pub mod latents;
 pub mod render;
 pub mod stats;
 
+use crate::latents::{self, LatentConvention};
 use crate::models::{self, ModelRef};
 use crate::{fsutil, imageio, progress, Globals};
 use anyhow::{ensure, Context, Result};
@@ -99,6 +99,9 @@ pub struct FiguresArgs {
     /// Where run numbers are looked up.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+    /// Where pretrained models (`clevr_simple_ft`, …) are downloaded and converted.
+    #[arg(long, default_value = models::PRETRAINED_DIR)]
+    pub pretrained_dir: PathBuf,
 }
 
 impl FiguresArgs {
@@ -119,6 +122,7 @@ impl FiguresArgs {
             minibatch_size: 100,
             out: PathBuf::from("visuals"),
             results_dir: PathBuf::from("results"),
+            pretrained_dir: PathBuf::from(models::PRETRAINED_DIR),
         }
     }
 }
@@ -281,7 +285,9 @@ impl LatentSource {
                 );
                 Ok(z.to_device(device))
             }
-            None => latents::seeded(self.seed, self.samples, nz, device),
+            None => {
+                Ok(latents::seeded_normal(self.seed, self.samples as i64, nz)?.to_device(device))
+            }
         }
     }
 }
@@ -289,13 +295,17 @@ impl LatentSource {
 /// Runs `hessian-gan figures`.
 pub fn run(globals: &Globals, args: &FiguresArgs) -> Result<FiguresReport> {
     validate(args)?;
+    let mut resolver = models::Resolver::new(globals, &args.results_dir);
+    resolver.pretrained_dir = args.pretrained_dir.clone();
     let refs: Vec<ModelRef> = args
         .models
         .iter()
         .enumerate()
         .map(|(i, m)| {
             let snap = &args.snapshot_kimgs[if args.snapshot_kimgs.len() == 1 { 0 } else { i }];
-            models::resolve(m, snap, &args.results_dir).with_context(|| format!("--models {m}"))
+            resolver
+                .resolve(m, snap)
+                .with_context(|| format!("--models {m}"))
         })
         .collect::<Result<_>>()?;
     let device = globals.device.resolve()?;
@@ -398,7 +408,8 @@ fn for_each_model<T>(
             .with_context(|| format!("cannot load model {}", m.path.display()))?;
         let nz = lg.net.nz;
         let raw_z = source.raw(nz, &m.name, device)?;
-        let (z, normalize) = latents::apply_convention(&raw_z, args.interpolate_pre_norm);
+        let convention = LatentConvention::from_pre_norm(args.interpolate_pre_norm);
+        let (z, normalize) = (convention.prepare(&raw_z), convention.g_normalizes());
         let lod = lg.lod;
         let g = |x: &Tensor| lg.g.forward(x, lod, normalize);
         // The same Rademacher directions for every model of one seed (§9.2, §9.4).
@@ -435,7 +446,7 @@ fn write_latents(dir: &Path, runs: &[&ModelRun], files: &mut Vec<PathBuf>) -> Re
         } else {
             dir.join(format!("z_nz{nz}.npy"))
         };
-        latents::write_z(&path, &run.raw_z)?;
+        latents::write_npy(&run.raw_z, &path)?;
         files.push(path);
     }
     Ok(())
