@@ -3,18 +3,24 @@
 //!
 //! Timing needs the device to be idle at each boundary, so the benchmark (unlike training) synchronises CUDA around
 //! every timed phase.
+//!
+//! It also measures what reduced precision does to the Hessian Penalty estimate (`hp_error_vs_fp32`): the penalty of
+//! the benchmarked G on one minibatch, with the same z and the same Rademacher directions, computed in float32 and in
+//! TF32 / bfloat16 autocast. This is why `--precision` never applies to the HP passes (src/precision.rs).
 
 use crate::config::TrainConfig;
 use crate::dataset::synth::{self, Kind as SynthKind, SynthOptions};
 use crate::dataset::Dataset;
-use crate::networks::NetConfig;
+use crate::hessian::HessianPenalty;
+use crate::networks::{Generator, NetConfig};
+use crate::precision::Precision;
 use crate::train::{TrainArgs, Trainer};
 use crate::Globals;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// Flags of `bench`: any training flag (e.g. --config, --resolution, --hp-lambda) plus the measurement's own.
 #[derive(clap::Args, Debug)]
@@ -97,9 +103,23 @@ pub struct VariantReport {
     pub flops_per_iteration: f64,
 }
 
+/// The Hessian Penalty in a reduced precision against float32, on the same G, z and directions.
+#[derive(Debug, Serialize)]
+pub struct HpPrecisionError {
+    pub precision: Precision,
+    /// |HP_p − HP_fp32| / HP_fp32 of the weighted sum over the regularised layers, as in training.
+    pub relative_error: f64,
+    /// The same per regularised layer, in layer order.
+    pub per_layer: Vec<f64>,
+    /// The float32 penalty the errors are relative to.
+    pub hp_fp32: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub device: String,
+    /// `--precision` of the adversarial passes in the timed variants.
+    pub precision: Precision,
     pub resolution: i64,
     pub minibatch: i64,
     pub chunks: i64,
@@ -108,6 +128,52 @@ pub struct BenchReport {
     pub variants: Vec<VariantReport>,
     /// Peak resident memory (CPU) or device memory held (CUDA), in GB, after all variants.
     pub peak_memory_gb: Option<f64>,
+    /// Measured with the G of the `hp` variant (TF32 only on CUDA, where it exists).
+    pub hp_error_vs_fp32: Vec<HpPrecisionError>,
+}
+
+/// The relative error of the Hessian Penalty computed inside `precision` regions against float32 on the same G, z,
+/// directions and layers (weights 1), at `lod`.
+pub fn hp_precision_error(
+    g: &Generator,
+    hp: &HessianPenalty,
+    z: &Tensor,
+    lod: f64,
+    layers: &[usize],
+    precision: Precision,
+    device: Device,
+) -> Result<HpPrecisionError> {
+    let directions = hp.rademacher(z);
+    let penalties = |p: Precision| -> Result<Vec<f64>> {
+        let per = tch::no_grad(|| {
+            p.run(device, || {
+                hp.penalties(
+                    |x| g.hp_layers(x, lod, layers, true),
+                    z,
+                    None,
+                    Some(&directions),
+                )
+            })
+        })?;
+        Ok(per
+            .iter()
+            .map(|t| t.to_kind(Kind::Double).double_value(&[]))
+            .collect())
+    };
+    let exact = penalties(Precision::Fp32)?;
+    let reduced = penalties(precision)?;
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(f64::MIN_POSITIVE);
+    let (sum_e, sum_r) = (exact.iter().sum::<f64>(), reduced.iter().sum::<f64>());
+    Ok(HpPrecisionError {
+        precision,
+        relative_error: rel(sum_r, sum_e),
+        per_layer: exact
+            .iter()
+            .zip(&reduced)
+            .map(|(e, r)| rel(*r, *e))
+            .collect(),
+        hp_fp32: sum_e,
+    })
 }
 
 /// Approximate FLOPs of one iteration at lod 0 (documented rule: a backward pass costs twice its forward; the
@@ -170,6 +236,12 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
     };
     let fl = flops(&base.net());
     let mut variants = Vec::new();
+    let mut hp_errors = Vec::new();
+    let bar = crate::progress::bar(
+        Some((wanted.len() * (args.warmup + args.steps)) as u64),
+        "bench iterations",
+        globals.verbosity,
+    );
     for v in wanted {
         let mut cfg = base.clone();
         match v {
@@ -217,6 +289,7 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
                 t.g_step(0.0, batch, false)?;
                 sync(device);
             }
+            bar.inc(1);
             if timed {
                 d_ms += (t1 - t0).as_secs_f64() * 1e3;
                 g_ms += (t2 - t1).as_secs_f64() * 1e3;
@@ -224,6 +297,18 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
             }
         }
         let _ = t.take_stats();
+        if hp_on {
+            let z = Tensor::randn([batch, cfg.nz], (Kind::Float, device));
+            let layers = cfg.hp_layers();
+            for p in [Precision::Tf32, Precision::Bf16] {
+                if p.is_reduced_on(device) {
+                    let g = &t.models().g;
+                    let e =
+                        hp_precision_error(g, t.hessian_penalty(), &z, 0.0, &layers, p, device)?;
+                    hp_errors.push(e);
+                }
+            }
+        }
         let n = args.steps as f64;
         let (d_ms, g_ms, g_nohp_ms) = (d_ms / n, g_ms / n, g_nohp_ms / n);
         let iter_s = (d_ms + g_ms) / 1e3;
@@ -238,8 +323,10 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
             flops_per_iteration: fl_it,
         });
     }
+    bar.finish_and_clear();
     let report = BenchReport {
         device: crate::device::device_name(device),
+        precision: base.precision,
         resolution: base.resolution,
         minibatch: batch,
         chunks: base.num_gpus,
@@ -247,6 +334,7 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
         flops_per_image: fl,
         variants,
         peak_memory_gb: crate::info::peak_memory_gb(device),
+        hp_error_vs_fp32: hp_errors,
     };
     let _ = std::fs::remove_dir_all(&tmp);
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -286,6 +374,37 @@ mod tests {
         assert_eq!(
             q,
             conv(3, 512, 512, 4) + 2.0 * (8192.0 * 512.0) + 2.0 * 512.0 * 4.0
+        );
+    }
+
+    #[test]
+    fn hp_precision_error_is_zero_in_fp32_and_measured_in_bf16() {
+        let cfg = NetConfig {
+            resolution: 16,
+            nz: 5,
+            num_channels: 3,
+            fmap_base: 64,
+            fmap_max: 16,
+            infogan_nz: 0,
+        };
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let g = Generator::new(&(vs.root() / "G"), &cfg);
+        let hp = HessianPenalty::new(2, 0.1).unwrap();
+        let z = Tensor::randn([8, cfg.nz], (Kind::Float, Device::Cpu));
+        let layers = [1, 3, 5];
+        let same =
+            hp_precision_error(&g, &hp, &z, 0.0, &layers, Precision::Fp32, Device::Cpu).unwrap();
+        assert_eq!(same.relative_error, 0.0);
+        assert_eq!(same.per_layer, vec![0.0; 3]);
+        assert!(same.hp_fp32 > 0.0);
+        let bf16 =
+            hp_precision_error(&g, &hp, &z, 0.0, &layers, Precision::Bf16, Device::Cpu).unwrap();
+        assert_eq!(bf16.per_layer.len(), 3);
+        // bfloat16 keeps 8 bits of mantissa and the second differences are divided by ε² = 0.01: the error is far
+        // above float32's rounding.
+        assert!(
+            bf16.relative_error.is_finite() && bf16.relative_error > 1e-3,
+            "{bf16:?}"
         );
     }
 }

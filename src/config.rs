@@ -48,6 +48,8 @@ pub struct TrainConfig {
     pub network_snapshot_ticks: i64,
     /// Stop after this many consecutive skipped (non-finite) updates.
     pub max_consecutive_skips: i64,
+    /// Arithmetic of the adversarial passes; the Hessian Penalty passes always stay float32 (src/precision.rs).
+    pub precision: crate::precision::Precision,
     pub results_dir: PathBuf,
     pub datasets_dir: PathBuf,
 }
@@ -86,6 +88,7 @@ impl Default for TrainConfig {
             learning_rate: 0.001,
             network_snapshot_ticks: 5,
             max_consecutive_skips: 100,
+            precision: crate::precision::Precision::Fp32,
             results_dir: "results".into(),
             datasets_dir: "datasets".into(),
         }

@@ -23,6 +23,7 @@ pub mod models;
 pub mod networks;
 pub mod optim;
 pub mod pickle;
+pub mod precision;
 pub mod progress;
 pub mod resources;
 pub mod schedule;

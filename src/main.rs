@@ -336,6 +336,8 @@ fn run_dataset(command: DatasetCommand, globals: &Globals) -> anyhow::Result<()>
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Finite differences (Hessian Penalty, figures, PPL) need true float32: libtorch's default lets cuDNN use TF32.
+    hessian_gan::precision::set_strict_fp32();
     let globals = Globals {
         device: cli.device,
         seed: cli.seed,

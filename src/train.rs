@@ -119,6 +119,10 @@ pub struct TrainArgs {
     pub results_dir: Option<PathBuf>,
     #[arg(long)]
     pub datasets_dir: Option<PathBuf>,
+    /// Arithmetic of the adversarial passes (G's images for D, D, the gradient penalty): fp32, tf32 (CUDA) or
+    /// bf16 autocast. The Hessian Penalty passes always run in float32.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::precision::Precision>,
 }
 
 fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
@@ -173,7 +177,8 @@ impl TrainArgs {
             tick_kimg,
             network_snapshot_ticks,
             results_dir,
-            datasets_dir
+            datasets_dir,
+            precision
         );
         if let Some(pairs) = &self.minibatch {
             let obj: Map<String, Value> = pairs
@@ -637,6 +642,8 @@ impl Trainer {
         run_dir: PathBuf,
         resumed: Option<LoadedSnapshot>,
     ) -> Result<Self> {
+        // libtorch lets cuDNN use TF32 by default; outside `--precision` regions everything is strict float32.
+        crate::precision::set_strict_fp32();
         tch::manual_seed(iteration_seed(cfg.seed, u64::MAX));
         let mut models = Models::new(&cfg, device)?;
         let mut state = TrainState {
@@ -746,6 +753,11 @@ impl Trainer {
 
     pub fn state(&self) -> &TrainState {
         &self.state
+    }
+
+    /// The Hessian Penalty estimator of this run (k, ε, chunks).
+    pub fn hessian_penalty(&self) -> &HessianPenalty {
+        &self.hp
     }
 
     /// Means of the scalars logged since the last call (a host read per key).
@@ -949,26 +961,28 @@ impl Trainer {
             .to_device(self.device);
         let reals = crate::dataset::reals::process_reals(&reals, lod);
         let z = Tensor::randn([minibatch, nz], opts);
-        let fakes = tch::no_grad(|| self.models.g.forward(&z, lod, true));
-        let d = losses::d_wgan_gp(&self.models.d, &reals, &fakes, lod, chunks);
-        let mut d_loss = d.loss.shallow_clone();
-        if info_k > 0 {
-            let mi = losses::infogan_mse(
-                d.fake_q
+        let models = &self.models;
+        let (d, d_loss, mi, grads) = self.cfg.precision.run(self.device, || {
+            let fakes = tch::no_grad(|| models.g.forward(&z, lod, true));
+            let d = losses::d_wgan_gp(&models.d, &reals, &fakes, lod, chunks);
+            let mut d_loss = d.loss.shallow_clone();
+            let mi = (info_k > 0).then(|| {
+                let q = d
+                    .fake_q
                     .as_ref()
-                    .expect("Q head exists when infogan_nz > 0"),
-                &z,
-                info_k,
-            );
-            d_loss = &d_loss + &mi * self.cfg.infogan_lambda;
-            self.stats.add("Loss/InfoGAN", &mi);
+                    .expect("Q head exists when infogan_nz > 0");
+                losses::infogan_mse(q, &z, info_k)
+            });
+            if let Some(mi) = &mi {
+                d_loss = &d_loss + mi * self.cfg.infogan_lambda;
+            }
+            let params: Vec<&Tensor> = models.d_params.params.iter().collect();
+            let grads = Tensor::run_backward(&[&d_loss], &params, false, false);
+            (d, d_loss, mi, grads)
+        });
+        if let Some(mi) = &mi {
+            self.stats.add("Loss/InfoGAN", mi);
         }
-        let grads = Tensor::run_backward(
-            &[&d_loss],
-            &self.models.d_params.params.iter().collect::<Vec<_>>(),
-            false,
-            false,
-        );
         let flat = self.models.d_params.flatten_grads(&grads);
         self.models.opt_d.step(&self.models.d_params, &flat);
         self.models
@@ -1009,20 +1023,37 @@ impl Trainer {
             .collect();
         let use_hp = with_hp && hp_w > 0.0 && !gates.is_empty();
         let layers: Vec<usize> = gates.iter().map(|&(l, _)| l).collect();
-        let (images, centre) = if use_hp {
-            self.models.g.forward_with_layers(&z, lod, &layers, true)
-        } else {
-            (self.models.g.forward(&z, lod, true), Vec::new())
-        };
-        let (scores, q) = self.models.d.forward(&images, lod, chunks);
-        let mut g_loss = (-scores).mean(Kind::Float);
-        self.stats.add("Loss/G", &g_loss);
+        let precision = self.cfg.precision;
+        // In float32 the adversarial pass also gives the HP's unperturbed activations (one pass saved). In a reduced
+        // precision the HP passes run apart, in float32, and have their own backward (src/precision.rs).
+        let separate = use_hp && precision.is_reduced_on(self.device);
+        let models = &self.models;
+        let params: Vec<&Tensor> = models.g_params.params.iter().collect();
+        let (adv_loss, g_score_loss, centre, adv_grads) = precision.run(self.device, || {
+            let (images, centre) = if use_hp && !separate {
+                models.g.forward_with_layers(&z, lod, &layers, true)
+            } else {
+                (models.g.forward(&z, lod, true), Vec::new())
+            };
+            let (scores, q) = models.d.forward(&images, lod, chunks);
+            let score_loss = (-scores).mean(Kind::Float);
+            let mut loss = score_loss.shallow_clone();
+            if info_k > 0 {
+                let q = q.as_ref().expect("Q head exists when infogan_nz > 0");
+                let mi = losses::infogan_mse(q, &z, info_k);
+                loss = &loss + mi * self.cfg.infogan_lambda;
+            }
+            let grads = separate.then(|| Tensor::run_backward(&[&loss], &params, false, false));
+            (loss, score_loss, centre, grads)
+        });
+        let mut g_loss = adv_loss;
+        let mut hp_loss = None;
         if use_hp {
-            let g = &self.models.g;
+            let g = &models.g;
             let per_layer = self.hp.penalties(
                 |x| g.hp_layers(x, lod, &layers, true),
                 &z,
-                Some(&centre),
+                (!separate).then_some(centre.as_slice()),
                 None,
             )?;
             let weights: Vec<f64> = gates.iter().map(|&(_, w)| w).collect();
@@ -1032,23 +1063,23 @@ impl Trainer {
                 self.stats.add(&key, p);
             }
             self.stats.add("Loss/hessian_penalty", &total);
-            g_loss = &g_loss + total * hp_w;
+            hp_loss = Some(total * hp_w);
         }
-        if info_k > 0 {
-            let mi = losses::infogan_mse(
-                q.as_ref().expect("Q head exists when infogan_nz > 0"),
-                &z,
-                info_k,
-            );
-            g_loss = &g_loss + mi * self.cfg.infogan_lambda;
-        }
-        let grads = Tensor::run_backward(
-            &[&g_loss],
-            &self.models.g_params.params.iter().collect::<Vec<_>>(),
-            false,
-            false,
-        );
-        let flat = self.models.g_params.flatten_grads(&grads);
+        self.stats.add("Loss/G", &g_score_loss);
+        let flat = match (adv_grads, hp_loss) {
+            (Some(adv), Some(hp)) => {
+                let hp_grads = Tensor::run_backward(&[&hp], &params, false, false);
+                self.models.g_params.flatten_grads(&adv)
+                    + self.models.g_params.flatten_grads(&hp_grads)
+            }
+            (_, hp) => {
+                if let Some(hp) = hp {
+                    g_loss = &g_loss + hp;
+                }
+                let grads = Tensor::run_backward(&[&g_loss], &params, false, false);
+                self.models.g_params.flatten_grads(&grads)
+            }
+        };
         self.models.opt_g.step(&self.models.g_params, &flat);
         Ok(())
     }

@@ -994,3 +994,54 @@ fn blocks_above_the_active_resolution_are_not_in_the_graph() {
         assert_eq!(t.grad().defined(), !inactive, "{name}");
     }
 }
+
+#[test]
+fn batched_hessian_penalty_on_the_generator_equals_the_unbatched_passes() {
+    // Issue 8 / spec §3.3: the 2k perturbed passes go through G as one batch that stops at the deepest regularised
+    // layer. They must give the penalties of 2k separate full forward passes on the same directions.
+    use hessian_gan::hessian::HessianPenalty;
+    let _rng = seed(12);
+    let cfg = tiny(0);
+    let (_vs, g, _) = tiny_nets(&cfg);
+    let hp = HessianPenalty::new(3, 0.1).unwrap().with_chunks(2).unwrap();
+    let z = randn(&[4, cfg.nz], Kind::Double);
+    let layers = [1, 3, 5];
+    let dirs = hp.rademacher(&z);
+    assert_eq!(dirs.size(), [3, 4, cfg.nz]);
+    tch::no_grad(|| {
+        for lod in [0.0, 0.5, 1.0] {
+            let batched = hp
+                .penalties(
+                    |x| g.hp_layers(x, lod, &layers, true),
+                    &z,
+                    None,
+                    Some(&dirs),
+                )
+                .unwrap();
+            let (_, centre) = g.forward_with_layers(&z, lod, &layers, true);
+            let mut per_layer: Vec<Vec<Tensor>> = layers.iter().map(|_| Vec::new()).collect();
+            for i in 0..hp.k as i64 {
+                for sign in [1.0, -1.0] {
+                    let zi = &z + dirs.get(i) * (sign * hp.epsilon);
+                    let (_, acts) = g.forward_with_layers(&zi, lod, &layers, true);
+                    for (l, a) in acts.into_iter().enumerate() {
+                        per_layer[l].push(a);
+                    }
+                }
+            }
+            let perturbed: Vec<Tensor> = per_layer.iter().map(|v| Tensor::cat(v, 0)).collect();
+            let unbatched = hp.from_activations(&centre, &perturbed).unwrap();
+            assert_eq!(batched.len(), 3);
+            for (l, (b, u)) in batched.iter().zip(&unbatched).enumerate() {
+                let (b, u) = (b.double_value(&[]), u.double_value(&[]));
+                assert!(u > 0.0, "layer {} penalty {u}", layers[l]);
+                let rel = (b - u).abs() / u;
+                assert!(
+                    rel < 1e-5,
+                    "lod {lod} layer {}: batched {b} vs unbatched {u}",
+                    layers[l]
+                );
+            }
+        }
+    });
+}

@@ -120,6 +120,48 @@ fn one_step_changes_parameters_with_finite_losses() {
 }
 
 #[test]
+fn bf16_precision_changes_the_adversarial_passes_but_not_the_hessian_penalty() {
+    // --precision bf16 (issue 8): the adversarial passes run under bfloat16 autocast, the HP passes stay float32. On
+    // the same G, z and directions the logged penalty equals the float32 run's; the adversarial loss does not.
+    let _g = lock();
+    let root = scratch("bf16");
+    tiny_dataset(&root);
+    let mut logged = Vec::new();
+    for precision in ["fp32", "bf16"] {
+        let cfg = tiny_config(&root, json!({ "precision": precision }));
+        assert_eq!(cfg.precision.name(), precision);
+        let mut t = trainer(&root, cfg);
+        let before = t.models().g_params.flat.copy();
+        // The D step first: the penalty's weight ramps from the first image shown.
+        tch::manual_seed(6);
+        t.d_step(0.5, 8, 8).unwrap();
+        tch::manual_seed(5);
+        t.g_step(0.5, 8, true).unwrap();
+        assert!(!t.models().g_params.flat.equal(&before), "G did not change");
+        assert_eq!(
+            t.models().g_params.flat.isfinite().all().int64_value(&[]),
+            1
+        );
+        let stats = t.take_stats();
+        let get = |key: &str| stats.iter().find(|(k, _)| k == key).unwrap().1;
+        assert!(get("Loss/D").is_finite());
+        logged.push((get("Loss/hessian_penalty"), get("Loss/G")));
+    }
+    let ((hp32, g32), (hp16, g16)) = (logged[0], logged[1]);
+    assert!(hp32 > 0.0);
+    assert!((hp16 - hp32).abs() / hp32 < 1e-5, "HP {hp32} vs {hp16}");
+    assert!(
+        (g16 - g32).abs() > 1e-7,
+        "Loss/G {g32} vs {g16}: bf16 had no effect"
+    );
+    assert!(
+        (g16 - g32).abs() / g32.abs().max(1e-3) < 0.1,
+        "Loss/G {g32} vs {g16}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
 fn infogan_adds_its_term() {
     let _g = lock();
     let root = scratch("info");
