@@ -212,9 +212,6 @@ pub fn run(globals: &Globals, args: BenchArgs) -> Result<()> {
         args.train.overrides(globals.seed),
     )?;
     let device = globals.device.resolve()?;
-    if let Device::Cuda(_) = device {
-        tch::Cuda::cudnn_set_benchmark(true);
-    }
     // A small synthetic dataset at the benchmark's resolution: the loader's cost is included, the disk's is not.
     let tmp = std::env::temp_dir().join(format!("hessian-gan-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

@@ -644,6 +644,10 @@ impl Trainer {
     ) -> Result<Self> {
         // libtorch lets cuDNN use TF32 by default; outside `--precision` regions everything is strict float32.
         crate::precision::set_strict_fp32();
+        if device.is_cuda() {
+            // Fixed shapes per phase: let cuDNN pick the fastest algorithms once.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         tch::manual_seed(iteration_seed(cfg.seed, u64::MAX));
         let mut models = Models::new(&cfg, device)?;
         let mut state = TrainState {
@@ -955,10 +959,15 @@ impl Trainer {
         let opts = (Kind::Float, self.device);
 
         // D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), §3.2, §3.4.
-        let reals = self
-            .loader
-            .next_batch(level, minibatch as usize)?
-            .to_device(self.device);
+        let reals = self.loader.next_batch(level, minibatch as usize)?;
+        let reals = if self.device.is_cuda() {
+            // Page-locked staging and an asynchronous copy: the host does not wait for the GPU here (issue 8).
+            reals
+                .pin_memory(self.device)
+                .to_device_(self.device, reals.kind(), true, false)
+        } else {
+            reals
+        };
         let reals = crate::dataset::reals::process_reals(&reals, lod);
         let z = Tensor::randn([minibatch, nz], opts);
         let models = &self.models;
