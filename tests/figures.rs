@@ -319,6 +319,16 @@ fn heatmap_grid_has_the_layout_size_and_the_colour_scale() {
     assert_eq!(render::tick_label(100.0), "100");
     assert_eq!(render::tick_label(12.5), "12.5");
     assert_eq!(render::tick_label(25000.0), "2.50e4");
+    // A title longer than the panels widens the figure (same height, panels where they were).
+    let long = HeatmapGrid {
+        title: "a title much longer than two forty-pixel panels and a colour bar".into(),
+        ..grid
+    };
+    let wide = render::render_heatmap_grid(&long).unwrap();
+    assert!(wide.width() > w + 100, "{}", wide.width());
+    assert_eq!(wide.height(), h);
+    let (ox, oy) = layout.panel_origin(0, 1);
+    assert_eq!(wide.get_pixel(ox + 20, oy + 20).0, render::ylgnbu(1.0));
 }
 
 fn tiny_dataset(root: &Path) {
@@ -369,6 +379,18 @@ fn png_size(path: &Path) -> (u32, u32) {
     image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A heatmap grid has the layout's height, and its width unless the title needs more (then it is widened).
+fn assert_grid_size(path: &Path, layout: GridLayout, rows: u32, cols: u32) {
+    let (w, h) = png_size(path);
+    let (lw, lh) = layout.size(rows, cols);
+    assert_eq!(h, lh, "{}", path.display());
+    assert!(
+        w >= lw && w < lw + 400,
+        "{}: width {w} for layout {lw}",
+        path.display()
+    );
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -401,9 +423,11 @@ fn all_four_figures_from_a_trained_snapshot() {
     let dir = out.join("figure_hessians").join(&folder).join("seed_0");
     assert_eq!(rep.dirs, vec![dir.clone()]);
     // nz 3: panels of 3·40 px; 2 rows × 3 samples.
-    assert_eq!(
-        png_size(&dir.join("hessians_largest_hp.png")),
-        GridLayout::new(120).size(2, 3)
+    assert_grid_size(
+        &dir.join("hessians_largest_hp.png"),
+        GridLayout::new(120),
+        2,
+        3,
     );
     let j = read_json(&dir.join("hessians_largest_hp.json"));
     assert_eq!(j["k"], 200);
@@ -456,10 +480,7 @@ fn all_four_figures_from_a_trained_snapshot() {
     assert_eq!(rep.dirs.len(), 2);
     for dir in &rep.dirs {
         // 8² images are shown on 128-px panels.
-        assert_eq!(
-            png_size(&dir.join("heatmaps.png")),
-            GridLayout::new(128).size(2, 3)
-        );
+        assert_grid_size(&dir.join("heatmaps.png"), GridLayout::new(128), 2, 3);
         let j = read_json(&dir.join("heatmaps.json"));
         assert!(j["vmax"].as_f64().unwrap() > j["vmin"].as_f64().unwrap());
         assert_eq!(j["interpolate_pre_norm"], true);

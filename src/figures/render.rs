@@ -207,6 +207,13 @@ pub fn render_heatmap_grid(grid: &HeatmapGrid) -> Result<RgbImage> {
     );
     let l = grid.layout;
     let (w, h) = l.size(rows, cols);
+    // A few narrow panels (small nz, few samples) would cut the title: widen the figure to hold it.
+    ensure_font();
+    let title_w = ("sans-serif", 18)
+        .into_font()
+        .box_size(&grid.title)
+        .map_or(0, |(tw, _)| tw);
+    let w = w.max(2 * l.margin + title_w);
     let (vmin, vmax) = value_range(&grid.panels);
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
     let p = l.panel as usize;
