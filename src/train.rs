@@ -1033,9 +1033,10 @@ impl Trainer {
         let use_hp = with_hp && hp_w > 0.0 && !gates.is_empty();
         let layers: Vec<usize> = gates.iter().map(|&(l, _)| l).collect();
         let precision = self.cfg.precision;
-        // In float32 the adversarial pass also gives the HP's unperturbed activations (one pass saved). In a reduced
-        // precision the HP passes run apart, in float32, and have their own backward (src/precision.rs).
-        let separate = use_hp && precision.is_reduced_on(self.device);
+        // In float32 the adversarial pass also gives the HP's unperturbed activations (one pass saved) and one
+        // backward serves both terms. In a reduced precision the adversarial backward runs inside the precision
+        // region, and the HP passes run apart, in float32, with their own backward (src/precision.rs).
+        let separate = precision.is_reduced_on(self.device);
         let models = &self.models;
         let params: Vec<&Tensor> = models.g_params.params.iter().collect();
         let (adv_loss, g_score_loss, centre, adv_grads) = precision.run(self.device, || {
@@ -1081,7 +1082,8 @@ impl Trainer {
                 self.models.g_params.flatten_grads(&adv)
                     + self.models.g_params.flatten_grads(&hp_grads)
             }
-            (_, hp) => {
+            (Some(adv), None) => self.models.g_params.flatten_grads(&adv),
+            (None, hp) => {
                 if let Some(hp) = hp {
                     g_loss = &g_loss + hp;
                 }

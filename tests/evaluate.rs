@@ -4,10 +4,9 @@
 //! one of them downloaded from a local HTTP server.
 
 mod common;
-use common::{globals, lock, scratch};
+use common::{globals, lock, scratch, tiny_dataset};
 
 use common::http::TestServer;
-use hessian_gan::dataset::synth::{self, Kind as SynthKind, SynthOptions};
 use hessian_gan::dataset::Dataset;
 use hessian_gan::evaluate::{self, EvaluateArgs, MetricSuite};
 use hessian_gan::metrics::fid::{self, feature_stats, frechet_distance, FeatureStats};
@@ -333,20 +332,6 @@ fn detectors() -> Option<PathBuf> {
         Some(dir)
     })
     .clone()
-}
-
-/// A 64-image synthetic dataset at 8² under `root/datasets/tiny`.
-fn tiny_dataset(root: &Path) -> PathBuf {
-    let out = root.join("datasets").join("tiny");
-    let opts = SynthOptions {
-        kind: SynthKind::ClevrSimple,
-        count: 64,
-        resolution: 8,
-        seed: 5,
-        name: Some("tiny".into()),
-    };
-    synth::generate(&out, &opts, -1).unwrap();
-    out
 }
 
 /// Trains a tiny 8² model for two iterations of 16 images (one tick, snapshot `network-snapshot-000000`) with

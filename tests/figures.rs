@@ -2,10 +2,9 @@
 //! latents, argument errors, and all four figures end to end on a tiny trained snapshot.
 
 mod common;
-use common::{globals, lock, scratch};
+use common::{globals, lock, scratch, tiny_dataset};
 
 use hessian_gan::config::TrainConfig;
-use hessian_gan::dataset::synth::{self, Kind as SynthKind, SynthOptions};
 use hessian_gan::figures::render::{self, GridLayout, HeatPanel, HeatmapGrid};
 use hessian_gan::figures::stats::{self, DiagonalnessAccumulator};
 use hessian_gan::figures::{self, Fig, FiguresArgs};
@@ -329,17 +328,6 @@ fn heatmap_grid_has_the_layout_size_and_the_colour_scale() {
     assert_eq!(wide.height(), h);
     let (ox, oy) = layout.panel_origin(0, 1);
     assert_eq!(wide.get_pixel(ox + 20, oy + 20).0, render::ylgnbu(1.0));
-}
-
-fn tiny_dataset(root: &Path) {
-    let opts = SynthOptions {
-        kind: SynthKind::ClevrSimple,
-        count: 32,
-        resolution: 8,
-        seed: 5,
-        name: Some("tiny".into()),
-    };
-    synth::generate(&root.join("datasets").join("tiny"), &opts, -1).unwrap();
 }
 
 /// Trains an 8², nz-3 model for a few iterations (one snapshot); returns the run directory.

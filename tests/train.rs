@@ -1,31 +1,16 @@
 //! The trainer on tiny models: one optimisation step, the HP switch, configuration errors, and exact resume.
 
 mod common;
-use common::{globals, lock, scratch};
+use common::{globals, lock, scratch, tiny_dataset};
 
 use hessian_gan::config::TrainConfig;
-use hessian_gan::dataset::synth::{self, Kind, SynthOptions};
 use hessian_gan::dataset::Dataset;
 use hessian_gan::snapshot;
 use hessian_gan::train::{self, TrainArgs, Trainer};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tch::Device;
-
-/// A 64-image synthetic dataset at 8².
-fn tiny_dataset(root: &Path) -> PathBuf {
-    let out = root.join("datasets").join("tiny");
-    let opts = SynthOptions {
-        kind: Kind::ClevrSimple,
-        count: 64,
-        resolution: 8,
-        seed: 5,
-        name: Some("tiny".into()),
-    };
-    synth::generate(&out, &opts, -1).unwrap();
-    out
-}
 
 /// A tiny model and schedule: 8², fmap 16, lod fades over 0.5 kimg, batch 8 in 2 chunks.
 fn tiny_config(root: &Path, extra: serde_json::Value) -> TrainConfig {

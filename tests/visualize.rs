@@ -3,11 +3,10 @@
 //! tiny model trained here: videos, stills, grids and the `--z` round trip.
 
 mod common;
-use common::{globals, scratch};
+use common::{globals, scratch, tiny_dataset};
 
 use common::http::TestServer;
 use hessian_gan::config::TrainConfig;
-use hessian_gan::dataset::synth::{self, Kind, SynthOptions};
 use hessian_gan::dataset::Dataset;
 use hessian_gan::latents::{self, LatentConvention};
 use hessian_gan::models::{self, Resolver};
@@ -28,15 +27,7 @@ fn trained_results() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let root = scratch("trained");
-        let ds = root.join("datasets").join("tiny");
-        let opts = SynthOptions {
-            kind: Kind::ClevrSimple,
-            count: 64,
-            resolution: 8,
-            seed: 5,
-            name: Some("tiny".into()),
-        };
-        synth::generate(&ds, &opts, -1).unwrap();
+        let ds = tiny_dataset(&root);
         // lod reaches 0 after 20 images, so the snapshots load at full resolution.
         let cfg = json!({
             "dataset": "tiny",

@@ -3,9 +3,10 @@
 
 pub mod http;
 
+use hessian_gan::dataset::synth::{self, Kind as SynthKind, SynthOptions};
 use hessian_gan::device::DeviceSpec;
 use hessian_gan::Globals;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// CPU, default seed, quiet: what the tests run commands with.
@@ -35,4 +36,18 @@ static TORCH: Mutex<()> = Mutex::new(());
 
 pub fn lock() -> MutexGuard<'static, ()> {
     TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A 64-image synthetic CLEVR-like dataset at 8² under `root/datasets/tiny` (what the tiny training tests use).
+pub fn tiny_dataset(root: &Path) -> PathBuf {
+    let out = root.join("datasets").join("tiny");
+    let opts = SynthOptions {
+        kind: SynthKind::ClevrSimple,
+        count: 64,
+        resolution: 8,
+        seed: 5,
+        name: Some("tiny".into()),
+    };
+    synth::generate(&out, &opts, -1).unwrap();
+    out
 }
