@@ -1,8 +1,8 @@
-//! The training configuration: defaults (the reference's train.py, spec progan_hp §4.1, §2.1), presets
+//! The training configuration: defaults (the reference's train.py, docs/spec/progan_hp.md §4.1, §2.1), presets
 //! (`--config configs/NAME.json`) and command-line flags, resolved in that order (the command line wins).
 
-use crate::networks::NetConfig;
-use crate::schedule::ScheduleConfig;
+use crate::core::networks::NetConfig;
+use crate::core::schedule::ScheduleConfig;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,7 +30,7 @@ pub struct TrainConfig {
     pub num_gpus: i64,
     pub compute_interp_ticks: i64,
     pub compute_metrics_ticks: i64,
-    /// Metrics computed at snapshot ticks (spec §2.7, §4.1): `fid` (fid50k) and/or `ppl` (ppl_zend_v2); empty = none.
+    /// Metrics computed at snapshot ticks (docs/spec/progan_hp.md §2.7, §4.1): `fid` (fid50k) and/or `ppl` (ppl_zend_v2); empty = none.
     pub metrics: Vec<String>,
     /// Sample counts, metric networks and cache of those metrics.
     pub metrics_options: crate::metrics::MetricsOptions,
@@ -49,7 +49,7 @@ pub struct TrainConfig {
     /// Stop after this many consecutive skipped (non-finite) updates.
     pub max_consecutive_skips: i64,
     /// Arithmetic of the adversarial passes; the Hessian Penalty passes always stay float32 (src/precision.rs).
-    pub precision: crate::precision::Precision,
+    pub precision: crate::core::precision::Precision,
     pub results_dir: PathBuf,
     pub datasets_dir: PathBuf,
 }
@@ -66,7 +66,7 @@ impl Default for TrainConfig {
             epsilon: 0.1,
             num_rademacher_samples: 2,
             layers_to_reg: (1..=10).collect(),
-            // The reference's CLI default; from-scratch presets set 0 (spec §2.6 quirk, §13.4).
+            // The reference's CLI default; from-scratch presets set 0 (docs/spec/progan_hp.md §2.6 quirk, §13.4).
             warmup_kimg: 10000.0,
             hp_start_kimg: 0.0,
             infogan_lambda: 0.0,
@@ -88,7 +88,7 @@ impl Default for TrainConfig {
             learning_rate: 0.001,
             network_snapshot_ticks: 5,
             max_consecutive_skips: 100,
-            precision: crate::precision::Precision::Fp32,
+            precision: crate::core::precision::Precision::Fp32,
             results_dir: "results".into(),
             datasets_dir: "datasets".into(),
         }
@@ -162,7 +162,7 @@ impl TrainConfig {
         }
     }
 
-    /// The reference's assertions (spec §4.1) and ours, each naming the flag.
+    /// The reference's assertions (docs/spec/progan_hp.md §4.1) and ours, each naming the flag.
     pub fn validate(&self) -> Result<()> {
         ensure!(self.nz >= 1, "--nz must be at least 1, got {}", self.nz);
         ensure!(
@@ -240,7 +240,7 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The regularised layers that exist at this resolution (spec §15.1: the default 1..10 keeps only the indices
+    /// The regularised layers that exist at this resolution (docs/spec/progan_hp.md §15.1: the default 1..10 keeps only the indices
     /// that exist, e.g. 1..9 at 32², where 9 is the RGB output), sorted and deduplicated.
     pub fn hp_layers(&self) -> Vec<usize> {
         let n = self.net().num_hp_layers();
@@ -255,7 +255,7 @@ impl TrainConfig {
         layers
     }
 
-    /// The run description of the reference (§2.7): `hessian_penalty_<dataset>_nz-<nz>_w-<λ>`, `infogan_…`, `progan_…`.
+    /// The run description of the reference (docs/spec/progan_hp.md §2.7): `hessian_penalty_<dataset>_nz-<nz>_w-<λ>`, `infogan_…`, `progan_…`.
     pub fn run_description(&self) -> String {
         let name = self.dataset_name();
         if self.hp_lambda > 0.0 {

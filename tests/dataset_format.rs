@@ -1,8 +1,9 @@
 //! The dataset directory format: writer → reader round trips, the exact float cascade, and refusal of incomplete
-//! or corrupt directories (spec progan_hp §2.9, §15.7).
+//! or corrupt directories (docs/spec/progan_hp.md §2.9, §15.7).
 
-use hessian_gan::dataset::{cascade, format, npy, rng::Rng, Dataset, DatasetWriter, FactorSpec};
-use hessian_gan::fsutil;
+use hessian_gan::core::rng::Rng;
+use hessian_gan::data::{cascade, format, npy, Dataset, DatasetWriter, FactorSpec};
+use hessian_gan::io::fs;
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
@@ -19,7 +20,7 @@ fn random_image(r: &mut Rng, c: usize, s: usize) -> Vec<u8> {
 fn build(dir: &Path, n: usize, s: usize) -> Vec<Vec<u8>> {
     let mut r = Rng::new(5);
     let imgs: Vec<Vec<u8>> = (0..n).map(|_| random_image(&mut r, 3, s)).collect();
-    fsutil::build_dir_atomic(dir, |tmp| {
+    fs::build_dir_atomic(dir, |tmp| {
         let mut w = DatasetWriter::create(
             tmp,
             "rand",
@@ -115,7 +116,7 @@ fn cascade_matches_an_exact_f64_model_with_ties_to_even() {
             s = h;
         }
     }
-    // Exact halves are common (§15.7 counts about 12 % on a 16×16 level), and rounding them away from zero would
+    // Exact halves are common (docs/spec/progan_hp.md §15.7 counts about 12 % on a 16×16 level), and rounding them away from zero would
     // change about half of them: the test is sensitive to the rounding rule.
     assert!(halves > 1000, "{halves} exact halves");
     assert!(away_differs > halves / 3, "{away_differs} of {halves}");
@@ -127,7 +128,7 @@ fn larger_input_images_give_the_levels_of_a_full_size_dataset() {
     let big: Vec<Vec<u8>> = (0..3).map(|_| random_image(&mut r, 3, 32)).collect();
     let (full, small) = (tmp("full"), tmp("small"));
     for (dir, res) in [(&full, 32u32), (&small, 8)] {
-        fsutil::build_dir_atomic(dir, |t| {
+        fs::build_dir_atomic(dir, |t| {
             let mut w = DatasetWriter::create(t, "x", res, 3, vec![])?;
             for img in &big {
                 w.push(img, None)?;
@@ -257,14 +258,14 @@ fn incomplete_or_corrupt_directories_are_refused() {
 
     // An interrupted build leaves only a hidden temporary directory, never the output name.
     let out = base.join("interrupted");
-    let r = fsutil::build_dir_atomic(&out, |t| {
+    let r = fs::build_dir_atomic(&out, |t| {
         let mut w = DatasetWriter::create(t, "x", 8, 3, vec![])?;
         w.push(&[0u8; 192], None)?;
         anyhow::bail!("simulated failure")
     });
     assert!(r.is_err() && !out.exists());
     // And an existing output directory is refused.
-    let e = fsutil::build_dir_atomic(&src, |_| Ok(()))
+    let e = fs::build_dir_atomic(&src, |_| Ok(()))
         .unwrap_err()
         .to_string();
     assert!(e.contains("already exists"), "{e}");

@@ -1,7 +1,7 @@
 //! Datasets from image folders and pix2pix pairs, `info`, `extract` and `bench`, through the library and the CLI
-//! (spec progan_hp §4.5).
+//! (docs/spec/progan_hp.md §4.5).
 
-use hessian_gan::dataset::{images, Dataset};
+use hessian_gan::data::{images, Dataset};
 use image::{GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,7 +100,7 @@ fn create_from_images_reads_every_format_and_colour_type() {
         seed: 5,
         ..Default::default()
     };
-    images::create_from_images(&base.join("in"), &shuf, &opts, -1).unwrap();
+    images::create_from_images(&base.join("in"), &shuf, &opts).unwrap();
     let s = Dataset::open(&shuf).unwrap();
     assert_eq!(s.meta().name, "mixed");
     let mut a: Vec<&[u8]> = (0..5).map(|i| ds.level(4).unwrap().image(i)).collect();
@@ -155,7 +155,7 @@ fn corrupt_files_are_named_or_skipped() {
         skip_bad: true,
         ..Default::default()
     };
-    let r = images::create_from_images(&base.join("in"), &out, &opts, -1).unwrap();
+    let r = images::create_from_images(&base.join("in"), &out, &opts).unwrap();
     assert_eq!(r.count, 4);
     assert_eq!(r.skipped, vec![bad.clone()]);
     std::fs::remove_dir_all(&base).unwrap();
@@ -180,10 +180,10 @@ fn sizes_must_agree_unless_resized() {
     );
     std::fs::remove_file(dir.join("b.png")).unwrap();
     pattern(24, 24, 2).save(dir.join("b.png")).unwrap();
-    let e = images::create_from_images(&dir, &base.join("x"), &Default::default(), -1).unwrap_err();
+    let e = images::create_from_images(&dir, &base.join("x"), &Default::default()).unwrap_err();
     assert!(format!("{e:#}").contains("b.png is 24×24"), "{e:#}");
     pattern(16, 16, 2).save(dir.join("b.png")).unwrap();
-    let e = images::create_from_images(&dir, &base.join("x"), &Default::default(), -1).unwrap_err();
+    let e = images::create_from_images(&dir, &base.join("x"), &Default::default()).unwrap_err();
     assert!(format!("{e:#}").contains("same size"), "{e:#}");
     // With --resolution: centre crop and Lanczos resize.
     pattern(48, 32, 2).save(dir.join("b.png")).unwrap();
@@ -191,7 +191,7 @@ fn sizes_must_agree_unless_resized() {
         resolution: Some(8),
         ..Default::default()
     };
-    let r = images::create_from_images(&dir, &base.join("x"), &opts, -1).unwrap();
+    let r = images::create_from_images(&dir, &base.join("x"), &opts).unwrap();
     assert_eq!((r.count, r.resolution), (2, 8));
     let ds = Dataset::open(&base.join("x")).unwrap();
     let want = images::crop_resize(&pattern(48, 32, 2), 8);
@@ -209,13 +209,10 @@ fn sizes_must_agree_unless_resized() {
     });
     let r8 = images::crop_resize(&framed, 8);
     assert!(r8.pixels().all(|p| p.0 == [200, 10, 30]));
-    assert!(images::create_from_images(
-        &base.join("none"),
-        &base.join("y"),
-        &Default::default(),
-        -1
-    )
-    .is_err());
+    assert!(
+        images::create_from_images(&base.join("none"), &base.join("y"), &Default::default())
+            .is_err()
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }
 
@@ -239,13 +236,11 @@ fn edges_and_shoes_splits_each_pair() {
         name: None,
         seed: 7,
     };
-    let r = images::create_edges_and_shoes(&base.join("in"), &out, &opts, -1).unwrap();
+    let r = images::create_edges_and_shoes(&base.join("in"), &out, &opts).unwrap();
     assert_eq!((r.count, r.resolution), (10, 8));
     let ds = Dataset::open(&out).unwrap();
-    let order = hessian_gan::dataset::rng::permutation(
-        10,
-        hessian_gan::dataset::rng::derive_seed(7, &[0xe25]),
-    );
+    let order =
+        hessian_gan::core::rng::permutation(10, hessian_gan::core::rng::derive_seed(7, &[0xe25]));
     let mut values = Vec::new();
     for (i, &k) in order.iter().enumerate() {
         let img = ds.level(3).unwrap().image(i);
@@ -265,11 +260,10 @@ fn edges_and_shoes_splits_each_pair() {
     );
     // A file that is not a pair is named.
     pattern(20, 16, 1).save(train.join("z_bad.png")).unwrap();
-    let e =
-        images::create_edges_and_shoes(&base.join("in"), &base.join("ds2"), &opts, -1).unwrap_err();
+    let e = images::create_edges_and_shoes(&base.join("in"), &base.join("ds2"), &opts).unwrap_err();
     assert!(format!("{e:#}").contains("z_bad.png is 20×16"), "{e:#}");
     assert!(
-        images::create_edges_and_shoes(&base, &base.join("ds3"), &opts, -1)
+        images::create_edges_and_shoes(&base, &base.join("ds3"), &opts)
             .unwrap_err()
             .to_string()
             .contains("train/")
@@ -281,14 +275,14 @@ fn edges_and_shoes_splits_each_pair() {
 fn info_extract_and_bench_commands() {
     let base = tmp("info");
     let ds = base.join("ds");
-    let opts = hessian_gan::dataset::synth::SynthOptions {
-        kind: hessian_gan::dataset::synth::Kind::ClevrSimple,
+    let opts = hessian_gan::data::synth::SynthOptions {
+        kind: hessian_gan::data::synth::Kind::ClevrSimple,
         count: 12,
         resolution: 16,
         seed: 1,
         name: None,
     };
-    hessian_gan::dataset::synth::generate(&ds, &opts, -1).unwrap();
+    hessian_gan::data::synth::generate(&ds, &opts).unwrap();
     let grid = base.join("grid.png");
     let (ok, stdout, e) = cli(&[
         "dataset",
@@ -352,7 +346,7 @@ fn info_extract_and_bench_commands() {
     let b: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(b["images_per_s"].as_f64().unwrap() > 0.0);
     let d = std::sync::Arc::new(d);
-    let e = hessian_gan::dataset::loader::bench(d, 1, 128, 4, 2, 2).unwrap_err();
+    let e = hessian_gan::data::loader::bench(d, 1, 128, 4, 2, 2).unwrap_err();
     assert!(e.to_string().contains("not there"), "{e}");
 
     // A half-built directory is not a dataset.

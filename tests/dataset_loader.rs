@@ -1,10 +1,8 @@
 //! The training loader: seeded per-epoch permutations, resume from a saved state, and prefetching that never
 //! changes which images are delivered.
 
-use hessian_gan::dataset::{
-    loader::epoch_permutation, Dataset, DatasetWriter, Loader, LoaderState,
-};
-use hessian_gan::fsutil;
+use hessian_gan::data::{loader::epoch_permutation, Dataset, DatasetWriter, Loader, LoaderState};
+use hessian_gan::io::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tch::Tensor;
@@ -15,7 +13,7 @@ const N: usize = 37;
 fn dataset(name: &str) -> (PathBuf, Arc<Dataset>) {
     let dir = std::env::temp_dir().join(format!("hg-dsload-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    fsutil::build_dir_atomic(&dir, |t| {
+    fs::build_dir_atomic(&dir, |t| {
         let mut w = DatasetWriter::create(t, "ids", 8, 1, vec![])?;
         for i in 0..N {
             w.push(&[i as u8; 64], None)?;
@@ -148,7 +146,7 @@ fn bad_requests_are_errors() {
     // Batches larger than the dataset wrap into the next epoch.
     let big = ids(&l.next_batch(2, 2 * N + 3).unwrap());
     assert_eq!(big.len(), 2 * N + 3);
-    let r = hessian_gan::dataset::loader::bench(ds, 1, 8, 4, 10, 2).unwrap();
+    let r = hessian_gan::data::loader::bench(ds, 1, 8, 4, 10, 2).unwrap();
     assert!(r.images_per_s > 0.0 && r.batches == 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,7 @@
 //! Synthetic datasets: factor → image invariants, the dSprites geometry, and deterministic generation.
 
-use hessian_gan::dataset::synth::{self, dsprites, Kind, SynthOptions};
-use hessian_gan::dataset::Dataset;
+use hessian_gan::data::synth::{self, dsprites, Kind, SynthOptions};
+use hessian_gan::data::Dataset;
 use std::f32::consts::{PI, TAU};
 
 /// Pixels whose colour is clearly not grey (the objects; floor and shadows are grey): (mask, centroid x, y).
@@ -267,12 +267,12 @@ fn generation_is_deterministic_and_stores_factors() {
         Kind::Dsprites,
     ] {
         let (a, b, c) = (tmp("a"), tmp("b"), tmp("c"));
-        let (meta, report) = synth::generate(&a, &opts(kind, 40, 3), -1).unwrap();
+        let (meta, report) = synth::generate(&a, &opts(kind, 40, 3)).unwrap();
         assert_eq!((meta.count, report.count), (40, 40));
         assert_eq!(meta.factors, synth::factor_specs(kind));
         assert_eq!(meta.channels, kind.channels());
-        synth::generate(&b, &opts(kind, 40, 3), -1).unwrap();
-        synth::generate(&c, &opts(kind, 40, 4), -1).unwrap();
+        synth::generate(&b, &opts(kind, 40, 3)).unwrap();
+        synth::generate(&c, &opts(kind, 40, 4)).unwrap();
         for f in ["r04.npy", "r02.npy", "factors.npy"] {
             let (x, y, z) = (
                 std::fs::read(a.join(f)).unwrap(),
@@ -300,7 +300,7 @@ fn generation_is_deterministic_and_stores_factors() {
     }
     // dSprites subsets are distinct grid points.
     let d = tmp("dsub");
-    synth::generate(&d, &opts(Kind::Dsprites, 300, 1), -1).unwrap();
+    synth::generate(&d, &opts(Kind::Dsprites, 300, 1)).unwrap();
     let ds = Dataset::open(&d).unwrap();
     let mut rows: Vec<Vec<u32>> = (0..300)
         .map(|i| ds.factors_of(i).iter().map(|v| v.to_bits()).collect())
@@ -310,7 +310,7 @@ fn generation_is_deterministic_and_stores_factors() {
     assert_eq!(rows.len(), 300);
     std::fs::remove_dir_all(&d).unwrap();
     // Bad requests.
-    assert!(synth::generate(&tmp("z"), &opts(Kind::ClevrSimple, 0, 1), -1).is_err());
-    let e = synth::generate(&tmp("z"), &opts(Kind::Dsprites, 800_000, 1), -1).unwrap_err();
+    assert!(synth::generate(&tmp("z"), &opts(Kind::ClevrSimple, 0, 1)).is_err());
+    let e = synth::generate(&tmp("z"), &opts(Kind::Dsprites, 800_000, 1)).unwrap_err();
     assert!(e.to_string().contains("737280"), "{e}");
 }

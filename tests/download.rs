@@ -1,13 +1,14 @@
 //! The download machinery against a misbehaving HTTP server on 127.0.0.1 (tests/common/http.rs): every case must end
-//! with the exact file or a clear error, never a silently truncated file (spec progan_hp §6; issues 3 and 5).
+//! with the exact file or a clear error, never a silently truncated file (docs/spec/progan_hp.md §6; issues 3 and 5).
 
 mod common;
 
 use common::http::{Fault, Logged, TestServer};
-use hessian_gan::download::{
+use hessian_gan::io::download::{
     download, ensure_file, partial_path, resolve_base_url_from, DownloadError, DownloadOptions,
 };
-use hessian_gan::{resources, tfrecord};
+use hessian_gan::io::resources;
+use hessian_gan::io::tfrecord;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,7 +69,6 @@ fn opts() -> DownloadOptions {
         max_backoff: Duration::from_millis(5),
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
-        verbosity: -1,
         ..DownloadOptions::default()
     }
 }

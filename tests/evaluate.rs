@@ -1,19 +1,21 @@
-//! FID and PPL (spec progan_hp §8): the Fréchet distance against closed forms, feature statistics, slerp, the
+//! FID and PPL (docs/spec/progan_hp.md §8): the Fréchet distance against closed forms, feature statistics, slerp, the
 //! percentile filter, `--z` checks; and `train --metrics` / `evaluate` end to end on a tiny trained snapshot with
 //! TorchScript stand-ins for the metric networks (tests/fixtures/make_detectors.py, run with the project's venv),
 //! one of them downloaded from a local HTTP server.
 
 mod common;
-use common::{globals, lock, scratch, tiny_dataset};
+use common::{globals, lock, scratch, tiny_dataset, TinyRun};
 
 use common::http::TestServer;
-use hessian_gan::dataset::Dataset;
-use hessian_gan::evaluate::{self, EvaluateArgs, MetricSuite};
+use hessian_gan::checkpoint;
+use hessian_gan::checkpoint::reference;
+use hessian_gan::commands::evaluate::{self, EvaluateOptions};
+use hessian_gan::commands::Globals;
+use hessian_gan::data::Dataset;
 use hessian_gan::metrics::fid::{self, feature_stats, frechet_distance, FeatureStats};
 use hessian_gan::metrics::ppl::{self, filtered_mean, slerp};
+use hessian_gan::metrics::{suite, MetricSuite};
 use hessian_gan::metrics::{Detector, DetectorKind, MetricKind, MetricsOptions};
-use hessian_gan::train::{self, TrainArgs};
-use hessian_gan::{models, Globals};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -298,7 +300,7 @@ fn detectors() -> Option<PathBuf> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_detectors.py");
-        let hash = hessian_gan::download::sha256_file(&script).unwrap();
+        let hash = hessian_gan::io::download::sha256_file(&script).unwrap();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("detectors-{}", &hash[..12]));
         let complete = |d: &Path| d.join("inception-2015-12-05.pt").is_file() && d.join("vgg16.pt").is_file();
         if complete(&dir) {
@@ -337,56 +339,24 @@ fn detectors() -> Option<PathBuf> {
 /// Trains a tiny 8² model for two iterations of 16 images (one tick, snapshot `network-snapshot-000000`) with
 /// `extra` settings; returns the run directory.
 fn train_tiny(root: &Path, extra: Value) -> PathBuf {
-    let mut cfg = json!({
-        "dataset": "tiny",
-        "datasets_dir": root.join("datasets"),
-        "results_dir": root.join("results"),
-        "resolution": 8,
-        "nz": 3,
-        "fmap_base": 32,
-        "fmap_max": 16,
-        "hp_lambda": 0.0,
-        "num_gpus": 2,
-        "lod_training_kimg": 0.25,
-        "lod_transition_kimg": 0.25,
-        "minibatch": {"4": 16, "8": 16},
-        "tick_kimg": 1,
-        "total_kimg": 0.032,
-        "compute_interp_ticks": -1,
-        "network_snapshot_ticks": 1,
-        "seed": 7
-    });
-    cfg.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let preset = root.join("tiny.json");
-    std::fs::write(&preset, cfg.to_string()).unwrap();
-    let before: Vec<_> = std::fs::read_dir(root.join("results"))
-        .map(|r| r.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    train::run(
-        &globals(),
-        TrainArgs {
-            config: Some(preset),
-            resume_snapshot: "latest".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    std::fs::read_dir(root.join("results"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.is_dir() && !before.contains(p))
-        .expect("a new run directory")
+    TinyRun::new(root)
+        .with(json!({
+            "hp_lambda": 0.0,
+            "lod_training_kimg": 0.25,
+            "lod_transition_kimg": 0.25,
+            "minibatch": {"4": 16, "8": 16},
+            "total_kimg": 0.032
+        }))
+        .with(extra)
+        .train()
 }
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn eval_args(snapshot: &Path, root: &Path, det: &Path) -> EvaluateArgs {
-    EvaluateArgs {
+fn eval_args(snapshot: &Path, root: &Path, det: &Path) -> EvaluateOptions {
+    EvaluateOptions {
         models: vec![snapshot.display().to_string()],
         snapshot_kimgs: vec!["latest".into()],
         dataset: None,
@@ -402,7 +372,6 @@ fn eval_args(snapshot: &Path, root: &Path, det: &Path) -> EvaluateArgs {
         ppl_detector: Some(det.join("vgg16.pt").display().to_string()),
         cache_dir: root.join("cache"),
         no_cache: false,
-        json: false,
     }
 }
 
@@ -451,8 +420,8 @@ fn training_logs_metrics_at_snapshot_ticks() {
         );
     }
     // The snapshot's metrics file and the results log.
-    let snap = train::snapshots_in(&run).unwrap().pop().unwrap();
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    let snap = checkpoint::snapshots_in(&run).unwrap().pop().unwrap();
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     let fid = doc["metrics"]["fid40"]["value"].as_f64().unwrap();
     let ppl = doc["metrics"]["ppl_zend_v2"]["value"].as_f64().unwrap();
     assert!(fid.is_finite() && fid > 0.0, "{fid}");
@@ -472,8 +441,8 @@ fn training_logs_metrics_at_snapshot_ticks() {
         seed: Some(7),
         ..globals()
     };
-    evaluate::run(&g, args).unwrap();
-    let again = read_json(&evaluate::beside(&snap, "metrics.json"));
+    evaluate::run(&g, &args).unwrap();
+    let again = read_json(&suite::beside(&snap, "metrics.json"));
     assert_eq!(again["metrics"]["fid40"]["reals"]["cache"], "hit");
     let fid2 = again["metrics"]["fid40"]["value"].as_f64().unwrap();
     let ppl2 = again["metrics"]["ppl_zend_v2"]["value"].as_f64().unwrap();
@@ -489,7 +458,7 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     let root = scratch("e2e");
     tiny_dataset(&root);
     let run = train_tiny(&root, json!({}));
-    let snap = train::snapshots_in(&run).unwrap().pop().unwrap();
+    let snap = checkpoint::snapshots_in(&run).unwrap().pop().unwrap();
 
     // The Inception stand-in comes from a local HTTP server into the cache directory.
     let server = TestServer::start();
@@ -498,12 +467,12 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     let url = server.url("metrics/inception-2015-12-05.pt");
     let mut args = eval_args(&snap, &root, &det);
     args.fid_detector = Some(url.clone());
-    evaluate::run(&globals(), args).unwrap();
+    evaluate::run(&globals(), &args).unwrap();
     let cached = root.join("cache/inception-2015-12-05.pt");
     assert_eq!(std::fs::read(&cached).unwrap(), inception);
     assert_eq!(server.log_for("metrics/inception-2015-12-05.pt").len(), 1);
 
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     let fid = &doc["metrics"]["fid40"];
     let ppl = &doc["metrics"]["ppl_zend_v2"];
     let fid_value = fid["value"].as_f64().unwrap();
@@ -514,7 +483,7 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     assert_eq!(fid["detector"]["source"], url.as_str());
     assert_eq!(
         fid["detector"]["sha256"],
-        hessian_gan::download::sha256_file(&cached)
+        hessian_gan::io::download::sha256_file(&cached)
             .unwrap()
             .as_str()
     );
@@ -530,10 +499,10 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     assert!(ppl["resize"].as_str().unwrap().contains("8x8 -> 256x256"));
     assert!(ppl["kept"].as_u64().unwrap() >= 22 && ppl["kept"].as_u64().unwrap() <= 24);
     assert!(ppl["images_per_second"].as_f64().unwrap() > 0.0);
-    assert_eq!(doc["model"], models::describe(&snap).name.as_str());
+    assert_eq!(doc["model"], reference::describe(&snap).name.as_str());
     // The latents used are written next to the snapshot.
-    let fz = Tensor::read_npy(evaluate::beside(&snap, "fid-z.npy")).unwrap();
-    let pz = Tensor::read_npy(evaluate::beside(&snap, "ppl-z.npy")).unwrap();
+    let fz = Tensor::read_npy(suite::beside(&snap, "fid-z.npy")).unwrap();
+    let pz = Tensor::read_npy(suite::beside(&snap, "ppl-z.npy")).unwrap();
     assert_eq!((fz.size(), pz.size()), (vec![40, 3], vec![24, 2, 3]));
 
     // Second run: the cached network is used as it is (no request) and the real statistics come from the cache,
@@ -541,9 +510,9 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     let mut args = eval_args(&snap, &root, &det);
     args.fid_detector = Some(url.clone());
     args.metrics = vec!["fid".into()];
-    evaluate::run(&globals(), args).unwrap();
+    evaluate::run(&globals(), &args).unwrap();
     assert_eq!(server.log_for("metrics/inception-2015-12-05.pt").len(), 1);
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     assert_eq!(doc["metrics"]["fid40"]["reals"]["cache"], "hit");
     assert_eq!(
         doc["metrics"]["fid40"]["value"].as_f64().unwrap(),
@@ -567,8 +536,8 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     std::fs::write(&npz, bytes).unwrap();
     let mut args = eval_args(&snap, &root, &det);
     args.metrics = vec!["fid".into()];
-    evaluate::run(&globals(), args).unwrap();
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    evaluate::run(&globals(), &args).unwrap();
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     let cache = doc["metrics"]["fid40"]["reals"]["cache"].as_str().unwrap();
     assert!(cache.starts_with("recomputed (corrupt"), "{cache}");
     assert_eq!(
@@ -583,8 +552,8 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
         seed: Some(99),
         ..globals()
     };
-    evaluate::run(&g, args).unwrap();
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    evaluate::run(&g, &args).unwrap();
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     assert_eq!(doc["metrics"]["fid40"]["reals"]["cache"], "hit");
     assert_ne!(
         doc["metrics"]["fid40"]["value"].as_f64().unwrap(),
@@ -593,12 +562,12 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
 
     // --z with the written pairs reproduces PPL exactly, whatever the seed.
     let z_file = root.join("pairs.npy");
-    std::fs::copy(evaluate::beside(&snap, "ppl-z.npy"), &z_file).unwrap();
+    std::fs::copy(suite::beside(&snap, "ppl-z.npy"), &z_file).unwrap();
     let mut args = eval_args(&snap, &root, &det);
     args.metrics = vec!["ppl".into()];
     args.z = Some(z_file.clone());
-    evaluate::run(&g, args).unwrap();
-    let doc = read_json(&evaluate::beside(&snap, "metrics.json"));
+    evaluate::run(&g, &args).unwrap();
+    let doc = read_json(&suite::beside(&snap, "metrics.json"));
     assert_eq!(
         doc["metrics"]["ppl_zend_v2"]["value"].as_f64().unwrap(),
         ppl_value
@@ -616,7 +585,7 @@ fn evaluate_end_to_end_with_download_cache_and_z() {
     let mut args = eval_args(&snap, &root, &det);
     args.metrics = vec!["ppl".into()];
     args.z = Some(bad);
-    let err = format!("{:#}", evaluate::run(&globals(), args).unwrap_err());
+    let err = format!("{:#}", evaluate::run(&globals(), &args).unwrap_err());
     assert!(
         err.contains("width 4") && err.contains("nz = 3") && !err.contains('\n'),
         "{err}"
@@ -642,7 +611,6 @@ fn detector_errors_are_clear() {
         Some(det.join("vgg16.pt").to_str().unwrap()),
         &root,
         Device::Cpu,
-        -1,
     )
     .unwrap();
     let x = Tensor::zeros([2, 3, 8, 8], (Kind::Uint8, Device::Cpu));
@@ -659,7 +627,6 @@ fn detector_errors_are_clear() {
         Some(junk.to_str().unwrap()),
         &root,
         Device::Cpu,
-        -1,
     )
     .err()
     .unwrap()
@@ -674,7 +641,6 @@ fn detector_errors_are_clear() {
         Some("/no/such.pt"),
         &root,
         Device::Cpu,
-        -1,
     )
     .err()
     .unwrap()
@@ -689,7 +655,6 @@ fn detector_errors_are_clear() {
         Some(&server.url("missing/vgg16.pt")),
         &root.join("cache"),
         Device::Cpu,
-        -1,
     )
     .err()
     .map(|e| format!("{e:#}"))
@@ -722,16 +687,11 @@ fn metric_suite_runs_only_what_was_asked() {
         ppl_detector: Some("/no/such/vgg16.pt".into()),
         ..opts.clone()
     };
-    MetricSuite::new(&[MetricKind::Fid], missing.clone(), Device::Cpu, -1).unwrap();
-    let err = MetricSuite::new(
-        &[MetricKind::Fid, MetricKind::Ppl],
-        missing,
-        Device::Cpu,
-        -1,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    MetricSuite::new(&[MetricKind::Fid], missing.clone(), Device::Cpu).unwrap();
+    let err = MetricSuite::new(&[MetricKind::Fid, MetricKind::Ppl], missing, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("--ppl-detector /no/such/vgg16.pt"), "{err}");
     // The reals of a dataset against themselves: feature statistics of the same images give FID 0.
     let inception = Detector::load(
@@ -739,13 +699,12 @@ fn metric_suite_runs_only_what_was_asked() {
         opts.fid_detector.as_deref(),
         &opts.cache_dir,
         Device::Cpu,
-        -1,
     )
     .unwrap();
-    let (a, info) = fid::real_stats(&ds, 3, 100, &inception, &opts, Device::Cpu, -1).unwrap();
+    let (a, info) = fid::real_stats(&ds, 3, 100, &inception, &opts, Device::Cpu).unwrap();
     assert_eq!(info.cache, "disabled");
     assert!(info.cache_file.is_none() && !root.join("cache").exists());
-    let feats = fid::real_features(&ds, 3, 128, &inception, 16, Device::Cpu, -1).unwrap();
+    let feats = fid::real_features(&ds, 3, 128, &inception, 16, Device::Cpu).unwrap();
     // Image i and image i + 64 are the same image (wrap-around in order).
     assert!(feats.narrow(0, 0, 64).equal(&feats.narrow(0, 64, 64)));
     let b = feature_stats(&feats.narrow(0, 0, 100)).unwrap();

@@ -1,15 +1,14 @@
-//! `figures` (spec progan_hp §9): the statistics on analytic generators with known Hessians, the rendering, the
+//! `figures` (docs/spec/progan_hp.md §9): the statistics on analytic generators with known Hessians, the rendering, the
 //! latents, argument errors, and all four figures end to end on a tiny trained snapshot.
 
 mod common;
-use common::{globals, lock, scratch, tiny_dataset};
+use common::{globals, lock, scratch, TinyRun};
 
-use hessian_gan::config::TrainConfig;
-use hessian_gan::figures::render::{self, GridLayout, HeatPanel, HeatmapGrid};
-use hessian_gan::figures::stats::{self, DiagonalnessAccumulator};
-use hessian_gan::figures::{self, Fig, FiguresArgs};
-use hessian_gan::latents::{self, LatentConvention};
-use hessian_gan::train::{self, TrainArgs};
+use hessian_gan::checkpoint;
+use hessian_gan::commands::figures::render::{self, GridLayout, HeatPanel, HeatmapGrid};
+use hessian_gan::commands::figures::stats::{self, DiagonalnessAccumulator};
+use hessian_gan::commands::figures::{self, Fig, FiguresOptions};
+use hessian_gan::core::latents::{self, LatentConvention};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -123,7 +122,7 @@ fn known_cross_terms_give_the_exact_strength_ratio() {
     let flat: Vec<f64> = mats.iter().flatten().copied().collect();
     let a = Tensor::from_slice(&flat).reshape([4, nz, nz]);
     let g = quadratic(&a);
-    // The ratio of §9.3 computed by hand for each matrix.
+    // The ratio of docs/spec/progan_hp.md §9.3 computed by hand for each matrix.
     let mut want = 0.0;
     for m in &mats {
         let diag: f64 = (0..3).map(|i| m[i * 4].abs()).sum();
@@ -142,7 +141,7 @@ fn known_cross_terms_give_the_exact_strength_ratio() {
         );
     }
     // The full Hessian itself is A_e at every sample.
-    let h = hessian_gan::hessian::full_hessian(&g, &z64(2, nz), 0.1, 3).unwrap();
+    let h = hessian_gan::core::hessian::full_hessian(&g, &z64(2, nz), 0.1, 3).unwrap();
     assert_eq!(h.size(), vec![2, 1, 2, 2, 3, 3]);
     let diff = (h.reshape([2, 4, 3, 3]) - a.unsqueeze(0))
         .abs()
@@ -332,35 +331,12 @@ fn heatmap_grid_has_the_layout_size_and_the_colour_scale() {
 
 /// Trains an 8², nz-3 model for a few iterations (one snapshot); returns the run directory.
 fn tiny_run(root: &Path) -> PathBuf {
-    tiny_dataset(root);
-    let cli = json!({
-        "dataset": "tiny",
-        "datasets_dir": root.join("datasets"),
-        "results_dir": root.join("results"),
-        "resolution": 8, "nz": 3, "fmap_base": 32, "fmap_max": 16,
-        "hp_lambda": 0.1, "warmup_kimg": 0, "layers_to_reg": [1, 2, 3],
-        "num_gpus": 2, "lod_training_kimg": 0.5, "lod_transition_kimg": 0.5,
-        "minibatch": {"4": 16, "8": 16}, "tick_kimg": 0.064, "total_kimg": 0.064,
-        "compute_interp_ticks": -1, "network_snapshot_ticks": 1, "seed": 7
-    });
-    let cfg = TrainConfig::resolve(
-        TrainConfig::default(),
-        None,
-        cli.as_object().unwrap().clone(),
-    )
-    .unwrap();
-    let preset = root.join("tiny.json");
-    std::fs::write(&preset, serde_json::to_string(&cfg).unwrap()).unwrap();
-    train::run(
-        &globals(),
-        TrainArgs {
-            config: Some(preset),
-            resume_snapshot: "latest".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    train::run_dir_of(&root.join("results"), 0).unwrap()
+    TinyRun::new(root)
+        .with(json!({
+            "layers_to_reg": [1, 2, 3],
+            "minibatch": {"4": 16, "8": 16}, "tick_kimg": 0.064, "total_kimg": 0.064
+        }))
+        .train()
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -391,15 +367,15 @@ fn all_four_figures_from_a_trained_snapshot() {
     let results = root.join("results");
     let out = root.join("visuals");
     // The snapshot as run number 0 and as the run directory's latest: two rows.
-    let args = |fig: Fig| FiguresArgs {
+    let args = |fig: Fig| FiguresOptions {
         samples: Some(3),
         out: out.clone(),
         results_dir: results.clone(),
         minibatch_size: 16,
-        ..FiguresArgs::new(vec!["0".into(), run.display().to_string()], fig)
+        ..FiguresOptions::new(vec!["0".into(), run.display().to_string()], fig)
     };
     let run_name = run.file_name().unwrap().to_string_lossy().into_owned();
-    let snap = train::find_snapshot(&run, "latest").unwrap();
+    let snap = checkpoint::find_snapshot(&run, "latest").unwrap();
     let kimg = snap
         .file_stem()
         .unwrap()
@@ -444,7 +420,7 @@ fn all_four_figures_from_a_trained_snapshot() {
     // Feeding the written latents back reproduces the numbers exactly.
     let again = figures::run(
         &globals(),
-        &FiguresArgs {
+        &FiguresOptions {
             z: Some(dir.join("z.npy")),
             samples: None,
             ..args(Fig::Diag)
@@ -458,7 +434,7 @@ fn all_four_figures_from_a_trained_snapshot() {
     assert_eq!(again.diag[0].2, rep.diag[0].2);
     assert_eq!(again.diag[1].2, rep.diag[1].2);
 
-    let heat = FiguresArgs {
+    let heat = FiguresOptions {
         model_names: Some(vec!["early".into(), "late".into()]),
         seeds: vec![0, 5],
         interpolate_pre_norm: true,
@@ -474,7 +450,7 @@ fn all_four_figures_from_a_trained_snapshot() {
         assert_eq!(j["interpolate_pre_norm"], true);
     }
 
-    let active = FiguresArgs {
+    let active = FiguresOptions {
         model_names: Some(vec!["tiny HP".into()]),
         dataset_names: Some(vec!["first".into(), "second".into()]),
         samples: Some(4),
@@ -500,8 +476,8 @@ fn all_four_figures_from_a_trained_snapshot() {
     assert!(csv.starts_with("dataset,model,snapshot,component,activeness,rank\nfirst,tiny HP,"));
 
     // Bad arguments are clear errors.
-    let err = |a: FiguresArgs| format!("{:#}", figures::run(&globals(), &a).unwrap_err());
-    let e = err(FiguresArgs {
+    let err = |a: FiguresOptions| format!("{:#}", figures::run(&globals(), &a).unwrap_err());
+    let e = err(FiguresOptions {
         model_names: Some(vec!["a".into(), "b".into(), "c".into()]),
         ..args(Fig::Active)
     });
@@ -509,12 +485,12 @@ fn all_four_figures_from_a_trained_snapshot() {
         e.contains("3 --model-names") || e.contains("do not split"),
         "{e}"
     );
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         model_names: Some(vec!["only one".into()]),
         ..args(Fig::Hessians)
     });
     assert!(e.contains("--model-names: 1 names for 2 --models"), "{e}");
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         dataset_names: Some(vec!["d".into()]),
         ..args(Fig::Diag)
     });
@@ -524,29 +500,29 @@ fn all_four_figures_from_a_trained_snapshot() {
     );
     let wide = root.join("wide.npy");
     latents::write_npy(&latents::seeded_normal(0, 2, 5).unwrap(), &wide).unwrap();
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         z: Some(wide.clone()),
         samples: None,
         ..args(Fig::Diag)
     });
     assert!(e.contains("5 components") && e.contains("nz 3"), "{e}");
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         z: Some(wide),
         samples: Some(3),
         ..args(Fig::Diag)
     });
     assert!(e.contains("--samples 3") && e.contains("2 latents"), "{e}");
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         snapshot_kimgs: vec!["latest".into(), "latest".into(), "latest".into()],
         ..args(Fig::Diag)
     });
     assert!(e.contains("--snapshot-kimgs: 3 values for 2 models"), "{e}");
-    let e = err(FiguresArgs {
+    let e = err(FiguresOptions {
         epsilon: 0.0,
         ..args(Fig::Diag)
     });
     assert!(e.contains("--epsilon 0"), "{e}");
-    let e = err(FiguresArgs::new(
+    let e = err(FiguresOptions::new(
         vec!["nowhere.safetensors".into()],
         Fig::Diag,
     ));

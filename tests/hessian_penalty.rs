@@ -1,6 +1,6 @@
-//! The Hessian Penalty core against analytic ground truths (spec progan_hp §10, §3.3 point 9, §9.1).
+//! The Hessian Penalty core against analytic ground truths (docs/spec/progan_hp.md §10, §3.3 point 9, §9.1).
 
-use hessian_gan::hessian::{full_hessian, weighted_sum, HessianPenalty, Reduction, Variance};
+use hessian_gan::core::hessian::{full_hessian, weighted_sum, HessianPenalty, Reduction, Variance};
 use std::sync::{Mutex, MutexGuard};
 use tch::{nn, nn::Module, Kind, Tensor};
 
@@ -187,7 +187,7 @@ fn population_is_exactly_k_minus_1_over_k_of_unbiased_on_the_same_directions() {
 
 #[test]
 fn random_quadratic_form_estimator_is_unbiased() {
-    // f(z) = zᵀAz has the constant Hessian H = A + Aᵀ, and E[Var_v(vᵀHv)] = 2·Σ_{i≠j} H_ij² (§3.3 point 9).
+    // f(z) = zᵀAz has the constant Hessian H = A + Aᵀ, and E[Var_v(vᵀHv)] = 2·Σ_{i≠j} H_ij² (docs/spec/progan_hp.md §3.3 point 9).
     let _rng = seed(11);
     let d = 5;
     let a = Tensor::randn([d, d], (Kind::Double, tch::Device::Cpu));

@@ -1,12 +1,12 @@
-//! Import of the reference's TF checkpoints (spec progan_hp §1.2, §1.7, §15.8) against the fixtures written by
+//! Import of the reference's TF checkpoints (docs/spec/progan_hp.md §1.2, §1.7, §15.8) against the fixtures written by
 //! `tests/fixtures/make_pkl_fixture.py`: pickles shaped like the reference's `network-snapshot-*.pkl`, and the
 //! outputs of the reference's forward passes computed from the same TF-layout weights by an independent NumPy
 //! transcription of the TF graph (fused up/down convolutions built as TF builds them).
 
-use hessian_gan::import::{import_pkl, read_reference_pkl, ImportReport};
-use hessian_gan::models::load_gs;
-use hessian_gan::networks::{param_count, Discriminator, Generator};
-use hessian_gan::train::load_snapshot;
+use hessian_gan::checkpoint::import::{import_pkl, read_reference_pkl, ImportReport};
+use hessian_gan::checkpoint::load_snapshot;
+use hessian_gan::checkpoint::reference::load_gs;
+use hessian_gan::core::networks::{param_count, Discriminator, Generator};
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 

@@ -1,11 +1,11 @@
-//! The ProGAN "paper" networks (spec progan_hp §1, §15.1, §15.3–§15.5): parameter counts, HP layer numbering and
+//! The ProGAN "paper" networks (docs/spec/progan_hp.md §1, §15.1, §15.3–§15.5): parameter counts, HP layer numbering and
 //! shapes, lod blending against the reference's "linear" formulation, minibatch stddev and pixel norm on hand-made
 //! inputs, the fused-conv import rules, and the equalised-LR scale.
 
-use hessian_gan::networks::tf_compat::{
+use hessian_gan::core::networks::tf_compat::{
     tf_conv2d_downscale2d, tf_name_to_tch, tf_upscale2d_conv2d, tf_weight_to_tch,
 };
-use hessian_gan::networks::{
+use hessian_gan::core::networks::{
     check_minibatch, minibatch_stddev, param_count, param_count_prefix, pixel_norm, summary,
     Discriminator, EqConv2d, EqDense, Generator, NetConfig,
 };
@@ -55,7 +55,7 @@ fn randn(shape: &[i64], kind: Kind) -> Tensor {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Parameter counts and the summary (spec §1.5)
+// Parameter counts and the summary (docs/spec/progan_hp.md §1.5)
 
 #[test]
 fn parameter_counts_at_128_match_the_paper_networks() {
@@ -197,7 +197,7 @@ fn summary_lists_layers_and_the_totals() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Configuration and HP layer numbering (spec §1.3, §3.3 point 6, §15.1, §15.2)
+// Configuration and HP layer numbering (docs/spec/progan_hp.md §1.3, §3.3 point 6, §15.1, §15.2)
 
 #[test]
 fn hp_layers_at_128_follow_the_reference_table() {
@@ -283,7 +283,7 @@ fn layer_numbering_at_32_has_nine_layers_with_rgb_last() {
         ]
     );
     assert_eq!(cfg.hp_layer_shape(9), [3, 32, 32]);
-    // spec §15.2: req = R − log2(res) + 1 with R = 5.
+    // docs/spec/progan_hp.md §15.2: req = R − log2(res) + 1 with R = 5.
     assert_eq!(
         (1..=9).map(|l| cfg.hp_layer_req(l)).collect::<Vec<_>>(),
         [4, 4, 3, 3, 2, 2, 1, 1, 1]
@@ -367,7 +367,7 @@ fn config_validation_names_the_flag() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Primitive operations (spec §1.2)
+// Primitive operations (docs/spec/progan_hp.md §1.2)
 
 #[test]
 fn pixel_norm_rescales_each_pixel_to_unit_rms() {
@@ -495,7 +495,7 @@ fn equalised_lr_keeps_unit_input_at_the_gain() {
     let _rng = seed(4);
     let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
-    // G's dense gain √2/4 (spec §1.2 quotes the resulting scales).
+    // G's dense gain √2/4 (docs/spec/progan_hp.md §1.2 quotes the resulting scales).
     let g12 = EqDense::new(&(&root / "g12"), 12, 8, 8, SQRT2 / 4.0);
     let g3 = EqDense::new(&(&root / "g3"), 3, 8, 8, SQRT2 / 4.0);
     assert!((g12.scale - 0.10206).abs() < 1e-5 && (g3.scale - 0.20412).abs() < 1e-5);
@@ -519,7 +519,7 @@ fn equalised_lr_keeps_unit_input_at_the_gain() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The fused resampling convolutions and the weight-import rule (spec §1.2, §1.7, §15.5)
+// The fused resampling convolutions and the weight-import rule (docs/spec/progan_hp.md §1.2, §1.7, §15.5)
 
 #[test]
 fn fused_up_conv_is_nearest_up_plus_conv_with_the_rotated_kernel() {
@@ -618,7 +618,7 @@ fn tf_import_rules_for_names_and_layouts() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Independent re-implementations of G and D in the reference's "linear" structure (spec §1.4, §1.5: all blocks
+// Independent re-implementations of G and D in the reference's "linear" structure (docs/spec/progan_hp.md §1.4, §1.5: all blocks
 // computed, each stage lerp_clip'ed), from the VarStore's tensors by name, with TF's fused ops and TF-layout
 // kernels. Both structures are mathematically identical; ours is the recursive one that skips inactive blocks.
 
@@ -938,7 +938,7 @@ fn minibatch_chunks_make_d_act_per_chunk() {
 
 #[test]
 fn gradient_penalty_double_backward_reaches_every_parameter() {
-    // WGAN-GP differentiates D's input gradient again (spec §3.2): every op in D must be twice differentiable.
+    // WGAN-GP differentiates D's input gradient again (docs/spec/progan_hp.md §3.2): every op in D must be twice differentiable.
     let _rng = seed(12);
     let cfg = tiny(0);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -997,9 +997,9 @@ fn blocks_above_the_active_resolution_are_not_in_the_graph() {
 
 #[test]
 fn batched_hessian_penalty_on_the_generator_equals_the_unbatched_passes() {
-    // Issue 8 / spec §3.3: the 2k perturbed passes go through G as one batch that stops at the deepest regularised
+    // Issue 8 / docs/spec/progan_hp.md §3.3: the 2k perturbed passes go through G as one batch that stops at the deepest regularised
     // layer. They must give the penalties of 2k separate full forward passes on the same directions.
-    use hessian_gan::hessian::HessianPenalty;
+    use hessian_gan::core::hessian::HessianPenalty;
     let _rng = seed(12);
     let cfg = tiny(0);
     let (_vs, g, _) = tiny_nets(&cfg);

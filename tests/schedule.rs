@@ -1,6 +1,6 @@
-//! The training schedule against the reference's tables (spec progan_hp §2.2, §2.4, §2.6, §3.3 point 6).
+//! The training schedule against the reference's tables (docs/spec/progan_hp.md §2.2, §2.4, §2.6, §3.3 point 6).
 
-use hessian_gan::schedule::{hp_layer_gate, hp_weight, ScheduleConfig};
+use hessian_gan::core::schedule::{hp_layer_gate, hp_weight, ScheduleConfig};
 
 fn paper() -> ScheduleConfig {
     ScheduleConfig::default()
@@ -9,7 +9,7 @@ fn paper() -> ScheduleConfig {
 #[test]
 fn lod_resolution_and_minibatch_follow_the_table() {
     let s = paper();
-    // (kimg, λ, data resolution, total minibatch on 4 GPUs) — §2.2's table, including both ends of every phase.
+    // (kimg, λ, data resolution, total minibatch on 4 GPUs) — docs/spec/progan_hp.md §2.2's table, including both ends of every phase.
     let table = [
         (0.0, 5.0, 4, 2048),
         (300.0, 5.0, 4, 2048),
@@ -50,7 +50,7 @@ fn num_gpus_scales_the_total_and_keeps_the_per_gpu_batch() {
             ..paper()
         };
         assert_eq!(s.minibatch(128), total_128);
-        // Per-GPU (per-chunk) batch is constant across GPU counts: 512, 256, 128, 64, 32, 24 (§2.1).
+        // Per-GPU (per-chunk) batch is constant across GPU counts: 512, 256, 128, 64, 32, 24 (docs/spec/progan_hp.md §2.1).
         let per: Vec<i64> = [4, 8, 16, 32, 64, 128]
             .iter()
             .map(|&r| s.minibatch(r) / gpus)
@@ -105,7 +105,7 @@ fn hp_weight_ramps_from_the_start_point() {
 
 #[test]
 fn layer_gates_follow_the_table() {
-    // §3.3 point 6: (layer resolution, starts at kimg, full weight from kimg) at 128².
+    // docs/spec/progan_hp.md §3.3 point 6: (layer resolution, starts at kimg, full weight from kimg) at 128².
     let s = paper();
     let rows = [
         (4, 0.0, 0.0),

@@ -1,7 +1,7 @@
-//! The reader and writer of the reference's `<name>-rXX.tfrecords` files (spec progan_hp §2.9): round trips,
+//! The reader and writer of the reference's `<name>-rXX.tfrecords` files (docs/spec/progan_hp.md §2.9): round trips,
 //! independent hand-built records, and clear errors for corruption and truncation.
 
-use hessian_gan::tfrecord::{
+use hessian_gan::io::tfrecord::{
     count_records, decode_example, encode_example, find_levels, masked_crc32c, write_tfrecords,
     TfRecordReader,
 };

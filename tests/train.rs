@@ -1,52 +1,25 @@
 //! The trainer on tiny models: one optimisation step, the HP switch, configuration errors, and exact resume.
 
 mod common;
-use common::{globals, lock, scratch, tiny_dataset};
+use common::{globals, lock, scratch, tiny_dataset, TinyRun};
 
+use hessian_gan::checkpoint::{find_snapshot, snapshots_in};
+use hessian_gan::commands::train;
 use hessian_gan::config::TrainConfig;
-use hessian_gan::dataset::Dataset;
-use hessian_gan::snapshot;
-use hessian_gan::train::{self, TrainArgs, Trainer};
+use hessian_gan::io::safetensors;
+use hessian_gan::training::Trainer;
 use serde_json::json;
 use std::path::Path;
-use std::sync::Arc;
-use tch::Device;
 
-/// A tiny model and schedule: 8², fmap 16, lod fades over 0.5 kimg, batch 8 in 2 chunks.
+/// The common tiny model with `extra` settings.
 fn tiny_config(root: &Path, extra: serde_json::Value) -> TrainConfig {
-    let mut cli = json!({
-        "dataset": "tiny",
-        "datasets_dir": root.join("datasets"),
-        "results_dir": root.join("results"),
-        "resolution": 8,
-        "nz": 3,
-        "fmap_base": 32,
-        "fmap_max": 16,
-        "hp_lambda": 0.1,
-        "warmup_kimg": 0,
-        "layers_to_reg": [1, 2, 3, 4, 5],
-        "num_gpus": 2,
-        "lod_training_kimg": 0.5,
-        "lod_transition_kimg": 0.5,
-        "minibatch": {"4": 8, "8": 8},
-        "tick_kimg": 1,
-        "total_kimg": 2,
-        "compute_interp_ticks": -1,
-        "network_snapshot_ticks": 1,
-        "seed": 7
-    });
-    if let (Some(obj), Some(more)) = (cli.as_object_mut(), extra.as_object()) {
-        obj.extend(more.clone());
-    }
-    let cli = cli.as_object().unwrap().clone();
-    TrainConfig::resolve(TrainConfig::default(), None, cli).unwrap()
+    TinyRun::new(root).with(extra).config()
 }
 
 fn trainer(root: &Path, cfg: TrainConfig) -> Trainer {
-    let ds = Arc::new(Dataset::open(&root.join("datasets").join("tiny")).unwrap());
     let run_dir = root.join("results").join(format!("run-{}", cfg.hp_lambda));
-    std::fs::create_dir_all(&run_dir).unwrap();
-    Trainer::new(&globals(), cfg, Device::Cpu, ds, run_dir, None).unwrap()
+    let settings = serde_json::to_value(&cfg).unwrap();
+    TinyRun::new(root).with(settings).trainer(&run_dir)
 }
 
 #[test]
@@ -64,7 +37,7 @@ fn one_step_changes_parameters_with_finite_losses() {
         let m = t.models();
         assert!(!m.g_params.flat.equal(&before_g), "G did not change");
         assert!(!m.d_params.flat.equal(&before_d), "D did not change");
-        // The EMA runs with the D step, before G's update (§2.3): after one iteration Gs still equals the old G.
+        // The EMA runs with the D step, before G's update (docs/spec/progan_hp.md §2.3): after one iteration Gs still equals the old G.
         assert!(m.gs_params.flat.equal(&before_gs));
         assert_eq!(t.state().cur_nimg, 8);
         assert_eq!(t.state().iteration, 1);
@@ -257,18 +230,8 @@ fn presets_match_the_reference_scripts() {
     );
 }
 
-fn run_args(root: &Path, extra: &[(&str, serde_json::Value)]) -> TrainArgs {
-    let preset = root.join("tiny.json");
-    let mut cfg = serde_json::to_value(tiny_config(root, json!({}))).unwrap();
-    for (k, v) in extra {
-        cfg[*k] = v.clone();
-    }
-    std::fs::write(&preset, cfg.to_string()).unwrap();
-    TrainArgs {
-        config: Some(preset),
-        resume_snapshot: "latest".into(),
-        ..Default::default()
-    }
+fn run(root: &Path, extra: serde_json::Value) -> TinyRun {
+    TinyRun::new(root).with(extra)
 }
 
 #[test]
@@ -276,11 +239,10 @@ fn resumed_run_reaches_the_same_weights() {
     let _g = lock();
     let root = scratch("resume");
     tiny_dataset(&root);
-    let results = root.join("results");
     // Uninterrupted: 2 kimg with a snapshot every tick (1 kimg).
-    train::run(&globals(), run_args(&root, &[])).unwrap();
-    let run_a = train::run_dir_of(&results, 0).unwrap();
-    let snaps = train::snapshots_in(&run_a).unwrap();
+    let tiny = run(&root, json!({}));
+    let run_a = tiny.train();
+    let snaps = snapshots_in(&run_a).unwrap();
     let names: Vec<String> = snaps
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -303,13 +265,15 @@ fn resumed_run_reaches_the_same_weights() {
         assert!(run_a.join(f).exists(), "{f} missing");
     }
     // Resume from the first snapshot (run 0 at 1 kimg) into a new run directory, to the same total.
-    let mut args = run_args(&root, &[]);
+    let mut args = tiny.request();
     args.resume_exp = Some(0);
     args.resume_snapshot = "1".into();
-    train::run(&globals(), args).unwrap();
-    let run_b = train::run_dir_of(&results, 1).unwrap();
-    let (a, meta_a) = snapshot::load(&run_a.join("network-snapshot-000002.safetensors")).unwrap();
-    let (b, meta_b) = snapshot::load(&run_b.join("network-snapshot-000002.safetensors")).unwrap();
+    let run_b = tiny.train_with(args);
+    assert_eq!(run_b, tiny.run_dir(1));
+    let (a, meta_a) =
+        safetensors::load(&run_a.join("network-snapshot-000002.safetensors")).unwrap();
+    let (b, meta_b) =
+        safetensors::load(&run_b.join("network-snapshot-000002.safetensors")).unwrap();
     assert_eq!(a.len(), b.len());
     for (name, ta) in &a {
         let tb = &b[name];
@@ -326,9 +290,9 @@ fn resumed_run_reaches_the_same_weights() {
     };
     assert_eq!(state(&meta_a), state(&meta_b));
     // Resuming past the end is refused with a clear message.
-    let mut args = run_args(&root, &[]);
+    let mut args = tiny.request();
     args.resume_exp = Some(0);
-    let err = train::run(&globals(), args).unwrap_err().to_string();
+    let err = train::run(&globals(), &args).unwrap_err().to_string();
     assert!(err.contains("--total-kimg"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -338,33 +302,21 @@ fn fine_tuning_a_vanilla_run_ramps_the_penalty_from_the_resume_point() {
     let _g = lock();
     let root = scratch("finetune");
     tiny_dataset(&root);
-    let results = root.join("results");
-    train::run(
-        &globals(),
-        run_args(
-            &root,
-            &[("hp_lambda", json!(0.0)), ("total_kimg", json!(1))],
-        ),
-    )
-    .unwrap();
-    let mut args = run_args(
+    run(&root, json!({"hp_lambda": 0.0, "total_kimg": 1})).train();
+    let finetune = run(
         &root,
-        &[
-            ("hp_lambda", json!(0.1)),
-            ("warmup_kimg", json!(10)),
-            ("total_kimg", json!(2)),
-        ],
+        json!({"hp_lambda": 0.1, "warmup_kimg": 10, "total_kimg": 2}),
     );
+    let mut args = finetune.request();
     args.resume_exp = Some(0);
-    train::run(&globals(), args).unwrap();
-    let run_b = train::run_dir_of(&results, 1).unwrap();
+    let run_b = finetune.train_with(args);
     let log = std::fs::read_to_string(run_b.join("log.txt")).unwrap();
     assert!(
         log.contains("fine-tuning a run without HP: the penalty ramps from 0 at 1.0 kimg"),
         "{log}"
     );
     // 1 kimg after the resume point with a 10 kimg ramp: weight ≈ 0.1 × (1024 + …)/10000.
-    let (_, meta) = snapshot::load(&train::find_snapshot(&run_b, "latest").unwrap()).unwrap();
+    let (_, meta) = safetensors::load(&find_snapshot(&run_b, "latest").unwrap()).unwrap();
     let state: serde_json::Value = serde_json::from_str(&meta["state"]).unwrap();
     assert!(
         (state["hp_start_kimg"].as_f64().unwrap() - 1.024).abs() < 1e-9,

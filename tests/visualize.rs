@@ -1,24 +1,23 @@
-//! `visualize` (spec progan_hp §4.2, §6, §7.1; issues 5 and 9): the latent grid of the traversal videos, the frame
+//! `visualize` (docs/spec/progan_hp.md §4.2, §6, §7.1; issues 5 and 9): the latent grid of the traversal videos, the frame
 //! layout, model references (run numbers, pretrained names through a local HTTP server), and end-to-end outputs of a
 //! tiny model trained here: videos, stills, grids and the `--z` round trip.
 
 mod common;
-use common::{globals, scratch, tiny_dataset};
+use common::{globals, scratch, tiny_dataset, TinyRun};
 
 use common::http::TestServer;
-use hessian_gan::config::TrainConfig;
-use hessian_gan::dataset::Dataset;
-use hessian_gan::latents::{self, LatentConvention};
-use hessian_gan::models::{self, Resolver};
-use hessian_gan::train::Trainer;
-use hessian_gan::traversal::{self, GenerateFn};
-use hessian_gan::video::{self, VideoFormat};
-use hessian_gan::visualize::{self, VisualizeArgs};
-use hessian_gan::{imageio, train, Globals};
+use hessian_gan::checkpoint;
+use hessian_gan::checkpoint::reference;
+use hessian_gan::commands::visualize::{self, VisualizeOptions};
+use hessian_gan::commands::Globals;
+use hessian_gan::core::latents::{self, LatentConvention};
+use hessian_gan::core::traversal::{self, GenerateFn};
+use hessian_gan::io::imageio;
+use hessian_gan::io::video::{self, VideoFormat};
 use serde_json::json;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use tch::{Kind as TKind, Tensor};
 
 /// A results directory with one tiny run (8², nz 3), trained here for a few iterations at full resolution, with
@@ -27,54 +26,32 @@ fn trained_results() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let root = scratch("trained");
-        let ds = tiny_dataset(&root);
+        tiny_dataset(&root);
         // lod reaches 0 after 20 images, so the snapshots load at full resolution.
-        let cfg = json!({
-            "dataset": "tiny",
-            "datasets_dir": root.join("datasets"),
-            "results_dir": root.join("results"),
-            "resolution": 8, "nz": 3, "fmap_base": 32, "fmap_max": 16,
-            "hp_lambda": 0.0, "warmup_kimg": 0,
-            "num_gpus": 2, "lod_training_kimg": 0.01, "lod_transition_kimg": 0.01,
-            "minibatch": {"4": 8, "8": 8}, "tick_kimg": 1, "total_kimg": 2,
-            "compute_interp_ticks": -1, "network_snapshot_ticks": 1, "seed": 7
-        });
-        let cfg = TrainConfig::resolve(
-            TrainConfig::default(),
-            None,
-            cfg.as_object().unwrap().clone(),
-        )
-        .unwrap();
+        let tiny = TinyRun::new(&root).with(json!({
+            "hp_lambda": 0.0, "lod_training_kimg": 0.01, "lod_transition_kimg": 0.01
+        }));
+        let cfg = tiny.config();
         let run_dir = root.join("results").join("00000-tiny");
-        std::fs::create_dir_all(&run_dir).unwrap();
-        let dataset = Arc::new(Dataset::open(&ds).unwrap());
-        let mut t = Trainer::new(
-            &globals(),
-            cfg.clone(),
-            tch::Device::Cpu,
-            dataset,
-            run_dir.clone(),
-            None,
-        )
-        .unwrap();
+        let mut t = tiny.trainer(&run_dir);
         for kimg in 1..=2 {
             for _ in 0..4 {
                 t.iteration(0.0, 8, 8).unwrap();
             }
             let path = run_dir.join(format!("network-snapshot-{kimg:06}.safetensors"));
-            train::save_snapshot(&path, t.models(), &cfg, t.state(), true).unwrap();
+            checkpoint::save_snapshot(&path, t.models(), &cfg, t.state(), true).unwrap();
         }
         root.join("results")
     })
 }
 
 fn latest_snapshot() -> PathBuf {
-    let run = train::run_dir_of(trained_results(), 0).unwrap();
-    train::find_snapshot(&run, "latest").unwrap()
+    let run = checkpoint::run_dir_of(trained_results(), 0).unwrap();
+    checkpoint::find_snapshot(&run, "latest").unwrap()
 }
 
-fn args(models: &[&str], out: &Path) -> VisualizeArgs {
-    VisualizeArgs {
+fn args(models: &[&str], out: &Path) -> VisualizeOptions {
+    VisualizeOptions {
         models: models.iter().map(|s| s.to_string()).collect(),
         results_dir: trained_results().to_path_buf(),
         out: out.to_path_buf(),
@@ -152,7 +129,7 @@ fn loop_order_and_still_frames() {
         traversal::frame_steps(4, true),
         vec![0, 1, 2, 3, 3, 2, 1, 0]
     );
-    // Without the loop the video plays forward (the reference's non-looped videos played backwards, §13.11).
+    // Without the loop the video plays forward (the reference's non-looped videos played backwards, docs/spec/progan_hp.md §13.11).
     assert_eq!(traversal::frame_steps(4, false), vec![0, 1, 2, 3]);
     // round(linspace(0, 89, 5)) = round(0, 22.25, 44.5, 66.75, 89) with halves to even.
     assert_eq!(traversal::still_steps(90, 5), vec![0, 22, 44, 67, 89]);
@@ -257,23 +234,23 @@ fn frames_put_components_on_rows_and_base_latents_on_columns() {
 #[test]
 fn snapshot_kimgs_one_for_all_or_one_per_model() {
     let one = vec!["latest".to_string()];
-    assert_eq!(models::snapshot_kimg_for(&one, 2, 3).unwrap(), "latest");
+    assert_eq!(reference::snapshot_kimg_for(&one, 2, 3).unwrap(), "latest");
     let per = vec!["1".to_string(), "latest".to_string()];
-    assert_eq!(models::snapshot_kimg_for(&per, 0, 2).unwrap(), "1");
-    assert_eq!(models::snapshot_kimg_for(&per, 1, 2).unwrap(), "latest");
-    let err = models::snapshot_kimg_for(&per, 0, 3)
+    assert_eq!(reference::snapshot_kimg_for(&per, 0, 2).unwrap(), "1");
+    assert_eq!(reference::snapshot_kimg_for(&per, 1, 2).unwrap(), "latest");
+    let err = reference::snapshot_kimg_for(&per, 0, 3)
         .unwrap_err()
         .to_string();
     assert!(err.contains("2 values for 3 models"), "{err}");
     let bad = vec!["newest".to_string()];
-    assert!(models::snapshot_kimg_for(&bad, 0, 1)
+    assert!(reference::snapshot_kimg_for(&bad, 0, 1)
         .unwrap_err()
         .to_string()
         .contains("'newest'"));
 
     // Run number + kimg, run directory, snapshot file.
     let g = globals();
-    let r = Resolver::new(&g, trained_results());
+    let r = g.resolver(trained_results());
     let by_number = r
         .resolve_all(&["0".into(), "0".into()], &["1".into(), "latest".into()])
         .unwrap();
@@ -281,7 +258,7 @@ fn snapshot_kimgs_one_for_all_or_one_per_model() {
         .path
         .ends_with("network-snapshot-000001.safetensors"));
     assert_eq!(by_number[1].path, latest_snapshot());
-    let run_dir = train::run_dir_of(trained_results(), 0).unwrap();
+    let run_dir = checkpoint::run_dir_of(trained_results(), 0).unwrap();
     let run_name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(
         by_number[1].visuals_subdir,
@@ -322,13 +299,15 @@ fn pretrained_names_download_once_and_convert_once() {
         Ok(())
     };
     let dir = root.join("pretrained_models");
-    let path = models::pretrained_path("clevr_simple_ft", &dir, &g, convert).unwrap();
+    let path = reference::pretrained_path("clevr_simple_ft", &dir, g.base_url.as_deref(), convert)
+        .unwrap();
     assert_eq!(path, dir.join("clevr_simple_ft.safetensors"));
     assert!(
         dir.join("clevr_simple_ft.pkl").is_file(),
         "the download is kept"
     );
-    let again = models::pretrained_path("clevr_simple_ft", &dir, &g, convert).unwrap();
+    let again = reference::pretrained_path("clevr_simple_ft", &dir, g.base_url.as_deref(), convert)
+        .unwrap();
     assert_eq!(again, path);
     assert_eq!(server.log_for(remote).len(), 1, "downloaded once");
     assert_eq!(conversions.get(), 1, "converted once");
@@ -338,11 +317,12 @@ fn pretrained_names_download_once_and_convert_once() {
         std::fs::write(out, b"half")?;
         anyhow::bail!("not a pickle")
     };
-    let err = models::pretrained_path("clevr_u_bl", &dir, &g, failing).unwrap_err();
+    let err =
+        reference::pretrained_path("clevr_u_bl", &dir, g.base_url.as_deref(), failing).unwrap_err();
     assert!(format!("{err:#}").contains("not a pickle"), "{err:#}");
     assert!(!dir.join("clevr_u_bl.safetensors").exists());
     // Unknown names list the valid ones without touching the network.
-    let err = models::pretrained_path("clevr_simple_hp", &dir, &g, convert)
+    let err = reference::pretrained_path("clevr_simple_hp", &dir, g.base_url.as_deref(), convert)
         .unwrap_err()
         .to_string();
     assert!(
@@ -351,16 +331,16 @@ fn pretrained_names_download_once_and_convert_once() {
     );
 
     // Through visualize: the pretrained model's outputs go to visuals/pretrained_models/<name>/seed_0/.
-    let mut resolver = Resolver::new(&g, root.join("results"));
+    let mut resolver = g.resolver(root.join("results"));
     resolver.pretrained_dir = dir.clone();
     resolver.convert = Box::new(|_: &Path, _: &Path| anyhow::bail!("must not convert again"));
     let out = root.join("visuals");
-    let a = VisualizeArgs {
+    let a = VisualizeOptions {
         grid: true,
         grid_count: 4,
         ..args(&["clevr_simple_ft"], &out)
     };
-    let sets = visualize::run_with(&resolver, &a).unwrap();
+    let sets = visualize::run_with(&g, &resolver, &a).unwrap();
     let want = out.join("pretrained_models/clevr_simple_ft/seed_0/grid");
     assert_eq!(sets[0].dir, want);
     assert_eq!(rgb(&want.join("grid.png")).dimensions(), (4 * 8, 8));
@@ -384,18 +364,18 @@ fn pretrained_name_imports_the_reference_pickle_and_renders_its_images() {
         base_url: Some(server.base()),
         ..globals()
     };
-    let mut resolver = Resolver::new(&g, root.join("results"));
+    let mut resolver = g.resolver(root.join("results"));
     resolver.pretrained_dir = root.join("pretrained_models");
     let out = root.join("visuals");
-    let a = VisualizeArgs {
+    let a = VisualizeOptions {
         z: Some(fixtures.join("tiny_progan/latents.npy")),
         raw: true,
         interpolate_pre_norm: true,
         ..args(&["clevr_1fov_info"], &out)
     };
-    let sets = visualize::run_with(&resolver, &a).unwrap();
+    let sets = visualize::run_with(&g, &resolver, &a).unwrap();
     let snapshot = resolver.pretrained_dir.join("clevr_1fov_info.safetensors");
-    let loaded = train::load_snapshot(&snapshot).unwrap();
+    let loaded = checkpoint::load_snapshot(&snapshot).unwrap();
     assert_eq!(
         loaded.config.dataset, "clevr_1fov",
         "the dataset comes from the name"
@@ -417,15 +397,15 @@ fn pretrained_name_imports_the_reference_pickle_and_renders_its_images() {
 #[test]
 fn videos_and_stills_of_a_trained_snapshot() {
     let out = scratch("videos");
-    let a = VisualizeArgs {
+    let a = VisualizeOptions {
         nz_per_vid: 2,
         n_frames_to_save: 3,
         ..args(&["0"], &out)
     };
-    let sets = visualize::run_with(&Resolver::new(&globals(), trained_results()), &a).unwrap();
+    let sets = visualize::run_with(&globals(), &globals().resolver(trained_results()), &a).unwrap();
     assert_eq!(sets.len(), 1);
     let dir = &sets[0].dir;
-    let run_name = train::run_dir_of(trained_results(), 0)
+    let run_name = checkpoint::run_dir_of(trained_results(), 0)
         .unwrap()
         .file_name()
         .unwrap()
@@ -486,14 +466,15 @@ fn videos_and_stills_of_a_trained_snapshot() {
     assert_eq!(meta["video"]["stills_at"], json!([0, 2, 4]));
 
     // Rendering the reversed half again (no frame cache) gives the same file; --no-loop plays forward only.
-    let b = VisualizeArgs {
+    let b = VisualizeOptions {
         loop_cache_mib: 0,
         ..a.clone()
     };
     let out_b = scratch("videos-b");
     let sets_b = visualize::run_with(
-        &Resolver::new(&globals(), trained_results()),
-        &VisualizeArgs {
+        &globals(),
+        &globals().resolver(trained_results()),
+        &VisualizeOptions {
             out: out_b.clone(),
             ..b
         },
@@ -503,14 +484,15 @@ fn videos_and_stills_of_a_trained_snapshot() {
         std::fs::read(dir.join("z000_to_z002.gif")).unwrap(),
         std::fs::read(sets_b[0].dir.join("z000_to_z002.gif")).unwrap()
     );
-    let c = VisualizeArgs {
+    let c = VisualizeOptions {
         no_loop: true,
         n_frames_to_save: 0,
         transpose: true,
         out: scratch("videos-c"),
         ..a.clone()
     };
-    let sets_c = visualize::run_with(&Resolver::new(&globals(), trained_results()), &c).unwrap();
+    let sets_c =
+        visualize::run_with(&globals(), &globals().resolver(trained_results()), &c).unwrap();
     let fwd = gif_frames(&sets_c[0].dir.join("z000_to_z002.gif"));
     assert_eq!(fwd.len(), 5);
     assert_eq!(fwd[0].dimensions(), (2 * 8, 3 * 8), "transposed");
@@ -524,15 +506,16 @@ fn videos_and_stills_of_a_trained_snapshot() {
 fn stills_only_side_by_side_and_mp4() {
     let out = scratch("stills");
     let snap1 =
-        train::find_snapshot(&train::run_dir_of(trained_results(), 0).unwrap(), "1").unwrap();
+        checkpoint::find_snapshot(&checkpoint::run_dir_of(trained_results(), 0).unwrap(), "1")
+            .unwrap();
     let latest = latest_snapshot();
-    let a = VisualizeArgs {
+    let a = VisualizeOptions {
         stills_only: true,
         n_frames_to_save: 2,
         side_by_side: true,
         ..args(&[snap1.to_str().unwrap(), latest.to_str().unwrap()], &out)
     };
-    let sets = visualize::run_with(&Resolver::new(&globals(), trained_results()), &a).unwrap();
+    let sets = visualize::run_with(&globals(), &globals().resolver(trained_results()), &a).unwrap();
     assert_eq!(sets.len(), 1);
     assert!(sets[0].dir.starts_with(out.join("side_by_side")));
     let strip = rgb(&sets[0].dir.join("flattened_frames/z000.png"));
@@ -545,8 +528,9 @@ fn stills_only_side_by_side_and_mp4() {
 
     // --stills-only without frames is refused.
     let err = visualize::run_with(
-        &Resolver::new(&globals(), trained_results()),
-        &VisualizeArgs {
+        &globals(),
+        &globals().resolver(trained_results()),
+        &VisualizeOptions {
             n_frames_to_save: 0,
             ..a.clone()
         },
@@ -560,7 +544,7 @@ fn stills_only_side_by_side_and_mp4() {
     match video::find_ffmpeg() {
         None => eprintln!("ffmpeg not on PATH: MP4 output not exercised"),
         Some(ffmpeg) => {
-            let m = VisualizeArgs {
+            let m = VisualizeOptions {
                 format: VideoFormat::Mp4,
                 stills_only: false,
                 n_frames_to_save: 0,
@@ -570,8 +554,8 @@ fn stills_only_side_by_side_and_mp4() {
                 out: out.join("mp4"),
                 ..args(&[latest.to_str().unwrap()], &out)
             };
-            let sets =
-                visualize::run_with(&Resolver::new(&globals(), trained_results()), &m).unwrap();
+            let sets = visualize::run_with(&globals(), &globals().resolver(trained_results()), &m)
+                .unwrap();
             let mp4 = sets[0].dir.join("z000_to_z003.mp4");
             let png = out.join("frame0.png");
             let st = std::process::Command::new(ffmpeg)
@@ -606,9 +590,9 @@ fn grid_round_trip_through_z_npy_gives_identical_pixels() {
     let out = scratch("roundtrip");
     let latest = latest_snapshot();
     let g = globals();
-    let resolver = Resolver::new(&g, trained_results());
+    let resolver = g.resolver(trained_results());
     for pre_norm in [false, true] {
-        let a = VisualizeArgs {
+        let a = VisualizeOptions {
             grid: true,
             grid_count: 10,
             grid_cols: 4,
@@ -618,7 +602,7 @@ fn grid_round_trip_through_z_npy_gives_identical_pixels() {
             out: out.join(format!("pre{pre_norm}")),
             ..args(&[latest.to_str().unwrap()], &out)
         };
-        let sets = visualize::run_with(&resolver, &a).unwrap();
+        let sets = visualize::run_with(&g, &resolver, &a).unwrap();
         let gdir = &sets[0].dir;
         assert!(gdir.ends_with("seed_11/grid"));
         let grid = rgb(&gdir.join("grid.png"));
@@ -626,12 +610,12 @@ fn grid_round_trip_through_z_npy_gives_identical_pixels() {
         let z = latents::read_z(&gdir.join("z.npy")).unwrap();
         assert!(z.equal(&latents::seeded_normal(11, 10, 3).unwrap()));
 
-        let b = VisualizeArgs {
+        let b = VisualizeOptions {
             grid: false,
             z: Some(gdir.join("z.npy")),
             ..a.clone()
         };
-        let sets = visualize::run_with(&resolver, &b).unwrap();
+        let sets = visualize::run_with(&g, &resolver, &b).unwrap();
         let zdir = &sets[0].dir;
         assert!(zdir
             .file_name()
@@ -645,7 +629,7 @@ fn grid_round_trip_through_z_npy_gives_identical_pixels() {
         assert_eq!(raw_a.kind(), TKind::Float);
         assert!(raw_a.equal(&raw_b));
         // The raw images are G's output for these latents under the convention, unquantised.
-        let g = models::load_gs(&latest, tch::Device::Cpu).unwrap();
+        let g = reference::load_gs(&latest, tch::Device::Cpu).unwrap();
         let conv = LatentConvention::from_pre_norm(pre_norm);
         let direct = tch::no_grad(|| g.g.forward(&conv.prepare(&z), g.lod, conv.g_normalizes()));
         assert!(
@@ -673,11 +657,11 @@ fn mismatched_latent_width_is_a_clear_error() {
         .write_npy(&bad)
         .unwrap();
     let latest = latest_snapshot();
-    let a = VisualizeArgs {
+    let a = VisualizeOptions {
         z: Some(bad.clone()),
         ..args(&[latest.to_str().unwrap()], &out)
     };
-    let err = visualize::run_with(&Resolver::new(&globals(), trained_results()), &a)
+    let err = visualize::run_with(&globals(), &globals().resolver(trained_results()), &a)
         .unwrap_err()
         .to_string();
     assert!(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# spec progan_hp §5: clevr_complex with the Hessian Penalty from scratch
+# docs/spec/progan_hp.md §5: clevr_complex with the Hessian Penalty from scratch
 # Extra flags are passed through (e.g. --num-gpus 1, --device cuda:1).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# spec progan_hp §5 fine-tune recipe: resume a vanilla run (run number $1) with the HP ramped in over 10000 kimg.
+# docs/spec/progan_hp.md §5 fine-tune recipe: resume a vanilla run (run number $1) with the HP ramped in over 10000 kimg.
 # Usage: training_scripts/finetune.sh RUN_NUMBER [extra flags]; the resumed run's own settings are kept.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,8 +1,8 @@
-//! The metric networks ("detectors", spec metric_networks.md): NVIDIA's TorchScript Inception-v3 port for FID and
+//! The metric networks ("detectors", docs/spec/metric_networks.md): NVIDIA's TorchScript Inception-v3 port for FID and
 //! LPIPS-VGG16 for PPL, found in the cache directory or downloaded there once, loaded with `tch::CModule`, and
 //! called with the exact conventions of their authors' code.
 
-use crate::download::{self, DownloadError, DownloadOptions};
+use crate::io::download::{self, DownloadError, DownloadOptions};
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,6 @@ pub fn locate(
     kind: DetectorKind,
     spec: Option<&str>,
     cache_dir: &Path,
-    verbosity: i8,
 ) -> Result<(PathBuf, String)> {
     let url = match spec {
         Some(s) if !is_url(s) => {
@@ -126,7 +125,6 @@ pub fn locate(
         .with_context(|| format!("{} {url}: the URL names no file", kind.flag()))?;
     let dest = cache_dir.join(name);
     let opts = DownloadOptions {
-        verbosity,
         label: Some(kind.file_name().to_string()),
         ..Default::default()
     };
@@ -163,9 +161,8 @@ impl Detector {
         spec: Option<&str>,
         cache_dir: &Path,
         device: Device,
-        verbosity: i8,
     ) -> Result<Detector> {
-        let (path, source) = locate(kind, spec, cache_dir, verbosity)?;
+        let (path, source) = locate(kind, spec, cache_dir)?;
         Self::load_file(kind, &path, source, device)
     }
 

@@ -1,14 +1,15 @@
-//! FID (spec progan_hp §8.1): Inception features of reals (the dataset at the model's resolution, in order,
+//! FID (docs/spec/progan_hp.md §8.1): Inception features of reals (the dataset at the model's resolution, in order,
 //! repeated when it is smaller than the sample count) and of Gs's fakes (plain N(0, I) z, the reference's uint8
 //! conversion); mean and covariance in float64 with the N−1 divisor; the Fréchet distance with the trace of the
 //! matrix square root taken in a symmetric, stable form. Real statistics are cached on disk.
 
 use super::detector::{Detector, DetectorInfo};
 use super::{normal_latents, sha256_hex, to_uint8_saturate, MetricKind, MetricsOptions};
-use crate::dataset::format::{level_file, META_FILE};
-use crate::dataset::Dataset;
-use crate::networks::Generator;
-use crate::{fsutil, progress};
+use crate::core::networks::Generator;
+use crate::data::format::{level_file, META_FILE};
+use crate::data::Dataset;
+use crate::io::fs;
+use crate::io::progress;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -109,7 +110,7 @@ pub fn trace_sqrt_product(s1: &Tensor, s2: &Tensor) -> f64 {
         .double_value(&[])
 }
 
-/// ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2·sqrtm(Σ₁Σ₂)) (spec §8.1). NaN when either set of statistics is not finite.
+/// ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2·sqrtm(Σ₁Σ₂)) (docs/spec/progan_hp.md §8.1). NaN when either set of statistics is not finite.
 pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64> {
     ensure!(
         a.dims() == b.dims(),
@@ -135,10 +136,9 @@ pub fn fake_features(
     z: &Tensor,
     detector: &Detector,
     batch: usize,
-    verbosity: i8,
 ) -> Result<Tensor> {
     let n = z.size()[0];
-    let bar = progress::bar(Some(n as u64), "FID fakes", verbosity);
+    let bar = progress::bar(Some(n as u64), "FID fakes");
     let _guard = tch::no_grad_guard();
     let mut out: Option<Tensor> = None;
     let mut start = 0i64;
@@ -164,12 +164,11 @@ pub fn real_features(
     detector: &Detector,
     batch: usize,
     device: Device,
-    verbosity: i8,
 ) -> Result<Tensor> {
     let level = dataset.level(log2)?;
     let count = level.count();
     ensure!(count > 0, "dataset {} is empty", dataset.dir().display());
-    let bar = progress::bar(Some(n as u64), "FID reals", verbosity);
+    let bar = progress::bar(Some(n as u64), "FID reals");
     let _guard = tch::no_grad_guard();
     let mut out: Option<Tensor> = None;
     let mut start = 0usize;
@@ -316,14 +315,14 @@ fn read_cache(npz: &Path, side: &Path, key: &Value) -> std::result::Result<Featu
 }
 
 fn write_cache(npz: &Path, side: &Path, key: &Value, stats: &FeatureStats) -> Result<()> {
-    fsutil::write_atomic(npz, |tmp| {
+    fs::write_atomic(npz, |tmp| {
         Tensor::write_npz(&[("mu", &stats.mean), ("sigma", &stats.cov)], tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))
     })?;
     let bytes =
         std::fs::read(npz).with_context(|| format!("cannot read back {}", npz.display()))?;
     let v = json!({"key": key, "npz_sha256": sha256_hex(&bytes), "count": stats.count});
-    fsutil::write_bytes_atomic(side, serde_json::to_string_pretty(&v)?.as_bytes())
+    fs::write_bytes_atomic(side, serde_json::to_string_pretty(&v)?.as_bytes())
 }
 
 /// Real-image statistics for `n` images of `dataset` at level `log2`, from the cache when a valid entry exists;
@@ -335,7 +334,6 @@ pub fn real_stats(
     detector: &Detector,
     opts: &MetricsOptions,
     device: Device,
-    verbosity: i8,
 ) -> Result<(FeatureStats, RealsInfo)> {
     let fingerprint = dataset_fingerprint(dataset, log2)?;
     let resolution = 1usize << log2;
@@ -363,15 +361,7 @@ pub fn real_stats(
         }
     }
     let t0 = Instant::now();
-    let feats = real_features(
-        dataset,
-        log2,
-        n,
-        detector,
-        opts.batch_size,
-        device,
-        verbosity,
-    )?;
+    let feats = real_features(dataset, log2, n, detector, opts.batch_size, device)?;
     let stats = feature_stats(&feats)?;
     info.images_per_second = Some(n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
     if opts.use_cache && stats.is_finite() {
@@ -412,23 +402,15 @@ pub fn run(
     opts: &MetricsOptions,
     seed: u64,
     device: Device,
-    verbosity: i8,
 ) -> Result<(FidResult, Tensor)> {
     let t0 = Instant::now();
     let cfg = g.config();
     let log2 = cfg.log2_res() as u32;
     let n = opts.fid_num_images;
-    let (real, reals) = real_stats(dataset, log2, n, detector, opts, device, verbosity)?;
+    let (real, reals) = real_stats(dataset, log2, n, detector, opts, device)?;
     let z = normal_latents(seed, &[FID_STREAM, cfg.nz as u64], n, cfg.nz as usize);
     let t1 = Instant::now();
-    let feats = fake_features(
-        g,
-        lod,
-        &z.to_device(device),
-        detector,
-        opts.batch_size,
-        verbosity,
-    )?;
+    let feats = fake_features(g, lod, &z.to_device(device), detector, opts.batch_size)?;
     let fake = feature_stats(&feats)?;
     let fake_secs = t1.elapsed().as_secs_f64();
     let value = frechet_distance(&fake, &real)?;

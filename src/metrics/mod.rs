@@ -1,24 +1,26 @@
-//! The paper's two image metrics (spec progan_hp §8): FID-50k and PPL v2 (z space, endpoint sampling), computed with
-//! the TorchScript successors of NVIDIA's metric networks (spec metric_networks.md), plus what both share: the metric
+//! The paper's two image metrics (docs/spec/progan_hp.md §8): FID-50k and PPL v2 (z space, endpoint sampling), computed with
+//! the TorchScript successors of NVIDIA's metric networks (docs/spec/metric_networks.md), plus what both share: the metric
 //! names, their settings, the metric networks ("detectors"), seeded latents and the reference's uint8 conversion.
 //!
-//! `crate::evaluate` drives them from the command line and from the trainer.
+//! [`suite::MetricSuite`] runs them for the `evaluate` command and for the trainer's metric ticks.
 
 pub mod detector;
 pub mod fid;
 pub mod ppl;
+pub mod suite;
 
-use crate::dataset::rng::Rng;
+use crate::core::rng::Rng;
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
 
 pub use detector::{Detector, DetectorKind};
+pub use suite::{EvalOutput, MetricSuite};
 
-/// The reference's FID sample count (spec §8.1).
+/// The reference's FID sample count (docs/spec/progan_hp.md §8.1).
 pub const FID_DEFAULT_IMAGES: usize = 50_000;
-/// The reference's PPL sample count (spec §8.2).
+/// The reference's PPL sample count (docs/spec/progan_hp.md §8.2).
 pub const PPL_DEFAULT_SAMPLES: usize = 100_000;
 /// The default number of images per generator / detector call.
 pub const DEFAULT_BATCH: usize = 64;
@@ -28,9 +30,9 @@ pub const DEFAULT_CACHE_DIR: &str = "cache";
 /// One of the two metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MetricKind {
-    /// Fréchet Inception Distance between reals and Gs's fakes (§8.1).
+    /// Fréchet Inception Distance between reals and Gs's fakes (docs/spec/progan_hp.md §8.1).
     Fid,
-    /// Perceptual path length v2, z space, endpoints, slerp (§8.2).
+    /// Perceptual path length v2, z space, endpoints, slerp (docs/spec/progan_hp.md §8.2).
     Ppl,
 }
 
@@ -74,8 +76,8 @@ pub fn parse_names<S: AsRef<str>>(names: &[S]) -> Result<Vec<MetricKind>> {
     Ok(out)
 }
 
-/// Whether the trainer computes metrics at this tick: the reference's rule (§2.7), every `every` ticks, at tick 1
-/// and at the end; it is only asked on ticks that also save a snapshot (quirk §13.12). `every` ≤ 0 disables.
+/// Whether the trainer computes metrics at this tick: the reference's rule (docs/spec/progan_hp.md §2.7), every `every` ticks, at tick 1
+/// and at the end; it is only asked on ticks that also save a snapshot (quirk docs/spec/progan_hp.md §13.12). `every` ≤ 0 disables.
 pub fn due(tick: i64, every: i64, done: bool) -> bool {
     every > 0 && (tick == 1 || tick % every == 0 || done)
 }
@@ -158,7 +160,7 @@ pub fn normal_latents(seed: u64, parts: &[u64], n: usize, width: usize) -> Tenso
     Tensor::from_slice(&v).reshape([n as i64, width as i64])
 }
 
-/// Float images in [−1, 1] to uint8 as the reference's `convert_images_to_uint8` (spec §8.1): `x·127.5 + 128`, then
+/// Float images in [−1, 1] to uint8 as the reference's `convert_images_to_uint8` (docs/spec/progan_hp.md §8.1): `x·127.5 + 128`, then
 /// a saturating cast (clamp to [0, 255], then truncation). NaN becomes 0. Any shape and device.
 pub fn to_uint8_saturate(images: &Tensor) -> Tensor {
     (images.to_kind(Kind::Float) * 127.5 + 128.0)

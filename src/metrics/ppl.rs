@@ -1,17 +1,17 @@
-//! PPL v2 as the paper reports it (`ppl_zend_v2`, spec progan_hp §8.2): z space, endpoint sampling (t = 0), slerp
+//! PPL v2 as the paper reports it (`ppl_zend_v2`, docs/spec/progan_hp.md §8.2): z space, endpoint sampling (t = 0), slerp
 //! with ε = 1e-4, images below 256² bilinearly upsampled to 256² (no crop), [−1, 1] mapped to [0, 255], LPIPS-VGG16
 //! distances scaled by 1/ε², values outside the [1st ("lower"), 99th ("higher")] percentiles dropped, mean reported.
 
 use super::detector::{Detector, DetectorInfo};
 use super::{normal_latents, MetricsOptions};
-use crate::networks::Generator;
-use crate::progress;
+use crate::core::networks::Generator;
+use crate::io::progress;
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// The reference's ε (§8.2).
+/// The reference's ε (docs/spec/progan_hp.md §8.2).
 pub const EPSILON: f64 = 1e-4;
 /// The side the LPIPS network sees.
 pub const VGG_SIZE: i64 = 256;
@@ -212,7 +212,6 @@ pub fn run(
     detector: &Detector,
     opts: &MetricsOptions,
     device: Device,
-    verbosity: i8,
 ) -> Result<PplResult> {
     let t0 = Instant::now();
     let n = pairs.size()[0];
@@ -220,7 +219,7 @@ pub fn run(
     let (e0, e1) = (e0.to_device(device), e1.to_device(device));
     let per_batch = (opts.batch_size as i64 / 2).max(1);
     let dists = Tensor::empty([n], (Kind::Double, device));
-    let bar = progress::bar(Some(n as u64), "PPL", verbosity);
+    let bar = progress::bar(Some(n as u64), "PPL");
     {
         let _guard = tch::no_grad_guard();
         let mut start = 0i64;

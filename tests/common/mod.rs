@@ -3,18 +3,24 @@
 
 pub mod http;
 
-use hessian_gan::dataset::synth::{self, Kind as SynthKind, SynthOptions};
-use hessian_gan::device::DeviceSpec;
-use hessian_gan::Globals;
+use hessian_gan::checkpoint::run_dir_of;
+use hessian_gan::commands::train::{self, TrainRequest};
+use hessian_gan::commands::Globals;
+use hessian_gan::config::TrainConfig;
+use hessian_gan::core::device::DeviceSpec;
+use hessian_gan::data::synth::{self, Kind as SynthKind, SynthOptions};
+use hessian_gan::data::Dataset;
+use hessian_gan::training::Trainer;
+use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// CPU, default seed, quiet: what the tests run commands with.
+/// CPU and the default seed: what the tests run commands with. The console shows errors only.
 pub fn globals() -> Globals {
+    hessian_gan::io::log::init(log::LevelFilter::Error);
     Globals {
         device: DeviceSpec::Cpu,
         seed: None,
-        verbosity: -1,
         base_url: None,
     }
 }
@@ -48,6 +54,107 @@ pub fn tiny_dataset(root: &Path) -> PathBuf {
         seed: 5,
         name: Some("tiny".into()),
     };
-    synth::generate(&out, &opts, -1).unwrap();
+    synth::generate(&out, &opts).unwrap();
     out
+}
+
+/// The one tiny training run every test builds on: the [`tiny_dataset`] under `root`, an 8² generator with nz 3
+/// and fmap 16, HP λ 0.1 on layers 1–5 without ramp, lod fading over 0.5 kimg, batch 8 in 2 chunks, a tick and a
+/// snapshot every kimg, 2 kimg, seed 7. Tests change what they need with [`TinyRun::with`].
+pub struct TinyRun {
+    root: PathBuf,
+    settings: Map<String, Value>,
+}
+
+impl TinyRun {
+    pub fn new(root: &Path) -> Self {
+        let settings = json!({
+            "dataset": "tiny",
+            "datasets_dir": root.join("datasets"),
+            "results_dir": root.join("results"),
+            "resolution": 8,
+            "nz": 3,
+            "fmap_base": 32,
+            "fmap_max": 16,
+            "hp_lambda": 0.1,
+            "warmup_kimg": 0,
+            "layers_to_reg": [1, 2, 3, 4, 5],
+            "num_gpus": 2,
+            "lod_training_kimg": 0.5,
+            "lod_transition_kimg": 0.5,
+            "minibatch": {"4": 8, "8": 8},
+            "tick_kimg": 1,
+            "total_kimg": 2,
+            "compute_interp_ticks": -1,
+            "network_snapshot_ticks": 1,
+            "seed": 7
+        });
+        TinyRun {
+            root: root.to_path_buf(),
+            settings: settings.as_object().unwrap().clone(),
+        }
+    }
+
+    /// These settings (a JSON object named like `TrainConfig`'s fields) replace the defaults above.
+    pub fn with(mut self, extra: Value) -> Self {
+        self.settings
+            .extend(extra.as_object().expect("settings object").clone());
+        self
+    }
+
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig::resolve(TrainConfig::default(), None, self.settings.clone()).unwrap()
+    }
+
+    /// A `train` request whose preset (`root/tiny.json`) holds the resolved configuration.
+    pub fn request(&self) -> TrainRequest {
+        let preset = self.root.join("tiny.json");
+        std::fs::write(&preset, serde_json::to_string(&self.config()).unwrap()).unwrap();
+        TrainRequest {
+            config: Some(preset),
+            resume_snapshot: "latest".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Trains through the `train` command (making the dataset first if needed); returns the run directory.
+    pub fn train(&self) -> PathBuf {
+        self.train_with(self.request())
+    }
+
+    /// Runs `request` through the `train` command; returns the new run directory.
+    pub fn train_with(&self, request: TrainRequest) -> PathBuf {
+        if !self
+            .root
+            .join("datasets")
+            .join("tiny")
+            .join("dataset.json")
+            .exists()
+        {
+            tiny_dataset(&self.root);
+        }
+        match train::run(&globals(), &request).unwrap() {
+            train::TrainOutcome::Trained { run_dir } => run_dir,
+            train::TrainOutcome::DryRun { .. } => panic!("a dry run trains nothing"),
+        }
+    }
+
+    /// A trainer on the tiny dataset writing into `run_dir` (created), for step-by-step tests.
+    pub fn trainer(&self, run_dir: &Path) -> Trainer {
+        let ds = Arc::new(Dataset::open(&self.root.join("datasets").join("tiny")).unwrap());
+        std::fs::create_dir_all(run_dir).unwrap();
+        Trainer::new(
+            self.config(),
+            tch::Device::Cpu,
+            ds,
+            run_dir.to_path_buf(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// The run directory of results run number `exp`.
+    pub fn run_dir(&self, exp: u32) -> PathBuf {
+        run_dir_of(&self.root.join("results"), exp).unwrap()
+    }
 }

@@ -1,0 +1,254 @@
+//! Checkpoints: the snapshot format (networks, Adam state, config and training state in one safetensors file),
+//! run directories under `results/`, model references (files, runs, pretrained names) and the import of the
+//! reference's TensorFlow pickles (docs/spec/progan_hp.md §1.7, §2.7, §2.8).
+//!
+//! May import: `config`, `metrics`, `data`, `core`, `io` (ARCHITECTURE.md).
+
+pub mod import;
+pub mod reference;
+pub mod rundir;
+
+use crate::config::TrainConfig;
+use crate::core::networks::{Discriminator, Generator};
+use crate::core::optim::{Adam, FlatParams};
+use crate::data::LoaderState;
+use crate::io::safetensors;
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Tensor};
+
+pub use rundir::{find_snapshot, next_run_dir, run_dir_of, snapshots_in};
+
+/// Counters that, with the networks, optimisers and loader position, make a run resumable exactly.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    pub cur_nimg: u64,
+    /// D+G iterations done (each seeds libtorch's generator as `seed ⊕ iteration`, so draws need no saved RNG).
+    pub iteration: u64,
+    /// floor/ceil of the lod at the last schedule update (Adam is reset when they change, docs/spec/progan_hp.md §2.3).
+    pub lod_bounds: Option<(i64, i64)>,
+    pub loader: LoaderState,
+    /// Where the HP ramp starts after a fine-tune shift (docs/spec/progan_hp.md §2.6), in kimg.
+    pub hp_start_kimg: f64,
+}
+
+/// The networks, their flat parameter buffers and optimisers.
+pub struct Models {
+    pub g_vs: nn::VarStore,
+    pub g: Generator,
+    pub g_params: FlatParams,
+    pub d_vs: nn::VarStore,
+    pub d: Discriminator,
+    pub d_params: FlatParams,
+    pub gs_vs: nn::VarStore,
+    pub gs: Generator,
+    pub gs_params: FlatParams,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+}
+
+impl Models {
+    /// Fresh networks (weights from libtorch's generator, which the caller seeds); Gs starts as a copy of G.
+    pub fn new(cfg: &TrainConfig, device: Device) -> Result<Self> {
+        let net = cfg.net();
+        let g_vs = nn::VarStore::new(device);
+        let g = Generator::new(&g_vs.root(), &net);
+        let d_vs = nn::VarStore::new(device);
+        let d = Discriminator::new(&d_vs.root(), &net);
+        let gs_vs = nn::VarStore::new(device);
+        let gs = Generator::new(&gs_vs.root(), &net);
+        let g_params = FlatParams::new(&g_vs);
+        let d_params = FlatParams::new(&d_vs);
+        let gs_params = FlatParams::new(&gs_vs);
+        gs_params.copy_from(&g_params)?;
+        let opt_g = Adam::new(&g_params, cfg.learning_rate);
+        let opt_d = Adam::new(&d_params, cfg.learning_rate);
+        Ok(Self {
+            g_vs,
+            g,
+            g_params,
+            d_vs,
+            d,
+            d_params,
+            gs_vs,
+            gs,
+            gs_params,
+            opt_g,
+            opt_d,
+        })
+    }
+
+    /// Every tensor of the snapshot, by name: `G/…`, `D/…`, `Gs/…`, and with `optimizer` also
+    /// `opt_G/{m,v}/…`, `opt_G/{step,skipped}`, ….
+    fn named_tensors(&self, optimizer: bool) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, p) in [
+            ("G", &self.g_params),
+            ("D", &self.d_params),
+            ("Gs", &self.gs_params),
+        ] {
+            for (name, t) in p.names.iter().zip(&p.params) {
+                out.push((format!("{prefix}/{name}"), t.shallow_clone()));
+            }
+        }
+        let optimizers = [
+            ("opt_G", &self.opt_g, &self.g_params),
+            ("opt_D", &self.opt_d, &self.d_params),
+        ];
+        for (prefix, opt, p) in optimizers.into_iter().filter(|_| optimizer) {
+            for (name, t) in p.views(&opt.m) {
+                out.push((format!("{prefix}/m/{name}"), t));
+            }
+            for (name, t) in p.views(&opt.v) {
+                out.push((format!("{prefix}/v/{name}"), t));
+            }
+            out.push((format!("{prefix}/step"), opt.step.shallow_clone()));
+            out.push((format!("{prefix}/skipped"), opt.skipped.shallow_clone()));
+        }
+        out
+    }
+
+    /// Loads weights (and optimiser state when present) from a snapshot's tensors.
+    pub fn load(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for (prefix, p) in [
+            ("G", &self.g_params),
+            ("D", &self.d_params),
+            ("Gs", &self.gs_params),
+        ] {
+            for (name, var) in p.names.iter().zip(&p.params) {
+                let key = format!("{prefix}/{name}");
+                let t = tensors.get(&key).with_context(|| {
+                    format!(
+                        "{}: missing {key}; it was written for a different network configuration",
+                        path.display()
+                    )
+                })?;
+                ensure!(
+                    t.size() == var.size(),
+                    "{}: {key} has shape {:?}, the network expects {:?} (different --nz, --resolution, fmap or \
+                     --infogan-nz?)",
+                    path.display(),
+                    t.size(),
+                    var.size()
+                );
+                var.detach().copy_(t);
+            }
+        }
+        for (prefix, opt, p) in [
+            ("opt_G", &mut self.opt_g, &self.g_params),
+            ("opt_D", &mut self.opt_d, &self.d_params),
+        ] {
+            if !tensors.contains_key(&format!("{prefix}/step")) {
+                continue; // an imported checkpoint: fresh optimiser state
+            }
+            for (which, buf) in [("m", &opt.m), ("v", &opt.v)] {
+                for (name, view) in p.views(buf) {
+                    let key = format!("{prefix}/{which}/{name}");
+                    let t = tensors
+                        .get(&key)
+                        .with_context(|| format!("{}: missing {key}", path.display()))?;
+                    view.detach().copy_(t);
+                }
+            }
+            opt.step.copy_(&tensors[&format!("{prefix}/step")]);
+            if let Some(s) = tensors.get(&format!("{prefix}/skipped")) {
+                opt.skipped.copy_(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot metadata keys.
+const META_FORMAT: &str = "hessian-gan-snapshot";
+
+/// Writes a snapshot of the models, config and state; `optimizer = false` leaves out the Adam state (an imported
+/// checkpoint has none, and it would double the file).
+pub fn save_snapshot(
+    path: &Path,
+    models: &Models,
+    cfg: &TrainConfig,
+    state: &TrainState,
+    optimizer: bool,
+) -> Result<()> {
+    let metadata = HashMap::from([
+        ("format".to_string(), META_FORMAT.to_string()),
+        ("version".to_string(), "1".to_string()),
+        ("config".to_string(), serde_json::to_string(cfg)?),
+        ("state".to_string(), serde_json::to_string(state)?),
+        (
+            "kimg".to_string(),
+            format!("{:.3}", state.cur_nimg as f64 / 1000.0),
+        ),
+    ]);
+    safetensors::save(path, &models.named_tensors(optimizer), metadata)
+}
+
+/// A loaded snapshot: its tensors, training config and state.
+pub struct LoadedSnapshot {
+    pub path: PathBuf,
+    pub tensors: HashMap<String, Tensor>,
+    pub config: TrainConfig,
+    pub state: TrainState,
+}
+
+pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
+    let (tensors, meta) = safetensors::load(path)?;
+    ensure!(
+        meta.get("format").map(String::as_str) == Some(META_FORMAT),
+        "{} is not a hessian-gan snapshot (no format tag)",
+        path.display()
+    );
+    let config: TrainConfig = serde_json::from_str(meta.get("config").map_or("", String::as_str))
+        .with_context(|| {
+        format!(
+            "{}: unreadable config in the snapshot metadata",
+            path.display()
+        )
+    })?;
+    let state: TrainState = serde_json::from_str(meta.get("state").map_or("", String::as_str))
+        .with_context(|| {
+            format!(
+                "{}: unreadable state in the snapshot metadata",
+                path.display()
+            )
+        })?;
+    Ok(LoadedSnapshot {
+        path: path.to_path_buf(),
+        tensors,
+        config,
+        state,
+    })
+}
+
+/// The training configuration stored in a snapshot's header (without reading its tensors).
+pub fn snapshot_config(path: &Path) -> Result<TrainConfig> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("{} is not a snapshot (too short)", path.display()))?;
+    let n = u64::from_le_bytes(len);
+    ensure!(
+        n < 100 << 20,
+        "{} is not a snapshot (header of {n} bytes)",
+        path.display()
+    );
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("{} is truncated", path.display()))?;
+    let v: Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{} has a corrupt header", path.display()))?;
+    let cfg = v
+        .get("__metadata__")
+        .and_then(|m| m.get("config"))
+        .and_then(Value::as_str)
+        .with_context(|| format!("{} holds no training configuration", path.display()))?;
+    serde_json::from_str(cfg)
+        .with_context(|| format!("{}: unreadable training configuration", path.display()))
+}

@@ -1,0 +1,76 @@
+//! Run directories `results/NNNNN-<description>` and the snapshots inside them (docs/spec/progan_hp.md §2.7, §2.8).
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The snapshot files of a run directory, sorted by name (= by kimg).
+pub fn snapshots_in(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(run_dir)
+        .with_context(|| format!("cannot read run directory {}", run_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("network-snapshot-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// `results/NNNNN-*` for a run number (docs/spec/progan_hp.md §2.8).
+pub fn run_dir_of(results_dir: &Path, exp: u32) -> Result<PathBuf> {
+    let prefix = format!("{exp:05}-");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results_dir)
+        .with_context(|| format!("cannot read results directory {}", results_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .with_context(|| format!("no run {exp:05} in {}", results_dir.display()))
+}
+
+/// The snapshot `which` (`latest` or a kimg number) of a run directory.
+pub fn find_snapshot(run_dir: &Path, which: &str) -> Result<PathBuf> {
+    let snaps = snapshots_in(run_dir)?;
+    if which == "latest" {
+        return snaps
+            .last()
+            .cloned()
+            .with_context(|| format!("{} holds no snapshot yet", run_dir.display()));
+    }
+    let kimg: u64 = which.parse().map_err(|_| {
+        anyhow::anyhow!("--resume-snapshot '{which}' must be 'latest' or a kimg number")
+    })?;
+    let name = format!("network-snapshot-{kimg:06}.safetensors");
+    snaps
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .with_context(|| {
+            format!(
+                "{} has no snapshot at {kimg} kimg ({name})",
+                run_dir.display()
+            )
+        })
+}
+
+/// `results/{1 + largest run number:05}-{desc}` (docs/spec/progan_hp.md §2.7).
+pub fn next_run_dir(results_dir: &Path, desc: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(results_dir)
+        .with_context(|| format!("cannot create results directory {}", results_dir.display()))?;
+    let mut next = 0u32;
+    for entry in std::fs::read_dir(results_dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let digits: String = name.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if let Ok(n) = digits.parse::<u32>() {
+            next = next.max(n + 1);
+        }
+    }
+    Ok(results_dir.join(format!("{next:05}-{desc}")))
+}

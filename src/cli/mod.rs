@@ -1,0 +1,177 @@
+//! The command line: every clap type, the conversion of flags into the commands' option structs, the logger's
+//! set-up, and all printing of results. `main.rs` only calls [`main`].
+//!
+//! May import: everything below it (ARCHITECTURE.md). Nothing else in the crate may import `cli` or use clap.
+
+pub mod dataset;
+pub mod evaluate;
+pub mod figures;
+pub mod train;
+pub mod values;
+pub mod visualize;
+
+use crate::checkpoint::import;
+use crate::commands::train::TrainOutcome;
+use crate::commands::{self, info, Globals};
+use crate::core::device::DeviceSpec;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "hessian-gan",
+    version,
+    about = "ProGAN with the Hessian Penalty on libtorch"
+)]
+pub struct Cli {
+    /// Compute device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: DeviceSpec,
+    /// Seed for every random draw (latents, Rademacher directions, data order); default 1000.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// More output (repeatable).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors and results.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Base URL for downloads of reference datasets and checkpoints (a mirror); else $HESSIAN_GAN_BASE_URL, else
+    /// the reference's server.
+    #[arg(long, global = true)]
+    pub base_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Versions, CUDA/cuDNN availability, GPUs and CPU threads.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train ProGAN with the Hessian Penalty (or InfoGAN / vanilla), resume or fine-tune.
+    Train(Box<train::TrainArgs>),
+    /// Measure training throughput (img/s, ms per D/G step, HP share, memory, TFLOP/s) at a fixed lod; JSON.
+    Bench(Box<train::BenchArgs>),
+    /// FID and PPL of snapshots (spec §8): a table, JSON next to each snapshot, a line in results/metrics.jsonl.
+    Evaluate(Box<evaluate::EvaluateArgs>),
+    /// Latent-traversal videos and stills, sample grids, and renders of given latents (--z) for one or more models.
+    Visualize(Box<visualize::VisualizeArgs>),
+    /// Create, inspect and benchmark datasets (multi-resolution uint8 levels, see README).
+    Dataset {
+        #[command(subcommand)]
+        command: dataset::DatasetCommand,
+    },
+    /// Convert one of the reference's TensorFlow checkpoints (network-snapshot-*.pkl, the pretrained models) into
+    /// a snapshot. The pickle is read without executing anything.
+    Import {
+        /// The reference's .pkl file.
+        pkl: PathBuf,
+        /// The snapshot to write (.safetensors).
+        out: PathBuf,
+        /// Dataset name recorded in the snapshot's config (the pickle does not name it).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The paper's figures: Hessian heatmaps, Table 2 diagonal-ness, per-pixel HP heatmaps, activeness.
+    Figures(Box<figures::FiguresArgs>),
+}
+
+/// Runs a parsed command line: sets up logging, then runs the command and prints its results.
+pub fn run(cli: Cli) -> Result<()> {
+    crate::io::log::init(crate::io::log::level_from_flags(cli.quiet, cli.verbose));
+    // Finite differences (Hessian Penalty, figures, PPL) need true float32: libtorch's default lets cuDNN use TF32.
+    crate::core::precision::set_strict_fp32();
+    let globals = Globals {
+        device: cli.device,
+        seed: cli.seed,
+        base_url: cli.base_url,
+    };
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Info { json } => {
+            let report = info::collect(globals.device)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+        Command::Train(args) => match commands::train::run(&globals, &(*args).into())? {
+            TrainOutcome::DryRun {
+                config,
+                networks,
+                schedule,
+            } => {
+                println!("{config}");
+                println!("{networks}");
+                print!("{schedule}");
+            }
+            TrainOutcome::Trained { .. } => {}
+        },
+        Command::Bench(args) => {
+            let report = commands::bench::run(&globals, &(*args).into())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Evaluate(args) => {
+            let json = args.json;
+            let evaluations = commands::evaluate::run(&globals, &(*args).into())?;
+            evaluate::print(&evaluations, json);
+        }
+        Command::Dataset { command } => dataset::run(command, &globals)?,
+        Command::Import {
+            pkl,
+            out,
+            dataset,
+            json,
+        } => {
+            let opts = import::ImportOptions {
+                device: globals.device.resolve()?,
+                dataset,
+            };
+            let report = import::import_pkl_with(&pkl, &out, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if !quiet {
+                print!("{report}");
+            }
+        }
+        Command::Figures(args) => {
+            let report = commands::figures::run(&globals, &(*args).into())?;
+            figures::print_diag(&report);
+            if !quiet {
+                for f in &report.files {
+                    println!("wrote {}", f.display());
+                }
+            }
+        }
+        Command::Visualize(args) => {
+            for set in commands::visualize::run(&globals, &(*args).into())? {
+                if !quiet {
+                    println!("{}", set.dir.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The binary's entry point: parse, run, and turn an error into one line on stderr and a failure exit code.
+pub fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its context chain, no backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

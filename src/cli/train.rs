@@ -1,0 +1,213 @@
+//! `train`'s and `bench`'s flags (docs/spec/progan_hp.md §4.1): every setting optional, turned into overrides of
+//! the configuration (defaults < snapshot being resumed < `--config` preset < these flags).
+
+use crate::cli::values::PrecisionArg;
+use crate::commands::bench::BenchOptions;
+use crate::commands::train::TrainRequest;
+use crate::core::precision::Precision;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// Command-line flags of `train`. Every setting is optional here: unset flags come from `--config`, from the
+/// snapshot being resumed, or from the defaults (docs/spec/progan_hp.md §4.1), in that order of precedence below the command line.
+#[derive(clap::Args, Debug, Default)]
+pub struct TrainArgs {
+    /// A preset, e.g. configs/clevr_simple_hp.json; any setting below may come from it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the resolved configuration and the network summary, then exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Results run number to resume or fine-tune (results/NNNNN-*).
+    #[arg(long)]
+    pub resume_exp: Option<u32>,
+    /// Which snapshot of --resume-exp: latest or a kimg number.
+    #[arg(long, default_value = "latest")]
+    pub resume_snapshot: String,
+    /// Resume from this snapshot file instead of --resume-exp.
+    #[arg(long, conflicts_with = "resume_exp")]
+    pub resume: Option<PathBuf>,
+    /// Dataset name under --datasets-dir (known names are downloaded when missing) or a dataset directory.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    #[arg(long)]
+    pub resolution: Option<i64>,
+    /// Latent dimension.
+    #[arg(long)]
+    pub nz: Option<i64>,
+    /// Training length in thousands of real images shown to D.
+    #[arg(long)]
+    pub total_kimg: Option<f64>,
+    /// Hessian Penalty weight (after ramp-up); 0 disables it.
+    #[arg(long)]
+    pub hp_lambda: Option<f64>,
+    /// Finite-difference step of the Hessian Penalty.
+    #[arg(long)]
+    pub epsilon: Option<f64>,
+    /// Rademacher samples k of the Hessian Penalty (≥ 2).
+    #[arg(long)]
+    pub num_rademacher_samples: Option<usize>,
+    /// Generator layers to regularise (1 = dense, 2..2R−2 = convs, 2R−1 = RGB); default 1..10.
+    #[arg(long, num_args = 1..)]
+    pub layers_to_reg: Option<Vec<usize>>,
+    /// Linear ramp of the HP weight, in kimg from --hp-start-kimg (the reference default is 10000).
+    #[arg(long)]
+    pub warmup_kimg: Option<f64>,
+    #[arg(long)]
+    pub hp_start_kimg: Option<f64>,
+    #[arg(long)]
+    pub infogan_lambda: Option<f64>,
+    /// Number of leading z components regularised by InfoGAN.
+    #[arg(long)]
+    pub infogan_nz: Option<i64>,
+    /// Virtual GPUs: total batch = 4-GPU table × num_gpus/4, processed as num_gpus chunks (1, 2, 4 or 8).
+    #[arg(long)]
+    pub num_gpus: Option<i64>,
+    /// Ticks between traversal GIFs (−1 disables).
+    #[arg(long)]
+    pub compute_interp_ticks: Option<i64>,
+    /// Ticks between metric evaluations (only on snapshot ticks, as the reference).
+    #[arg(long)]
+    pub compute_metrics_ticks: Option<i64>,
+    /// Metrics at snapshot ticks, comma-separated: fid (fid50k), ppl (ppl_zend_v2); see `evaluate`.
+    #[arg(long, num_args = 1.., value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
+    #[arg(long)]
+    pub fmap_base: Option<i64>,
+    #[arg(long)]
+    pub fmap_max: Option<i64>,
+    #[arg(long)]
+    pub lod_initial_resolution: Option<i64>,
+    #[arg(long)]
+    pub lod_training_kimg: Option<f64>,
+    #[arg(long)]
+    pub lod_transition_kimg: Option<f64>,
+    /// Multiplies the per-resolution minibatch table.
+    #[arg(long)]
+    pub minibatch_scale: Option<f64>,
+    /// Explicit total minibatch per resolution, e.g. --minibatch 32=16 16=32.
+    #[arg(long, num_args = 1.., value_parser = parse_res_batch)]
+    pub minibatch: Option<Vec<(i64, i64)>>,
+    /// Tick length in kimg (default: per resolution, as the reference).
+    #[arg(long)]
+    pub tick_kimg: Option<f64>,
+    /// Ticks between network snapshots (the reference: 5).
+    #[arg(long)]
+    pub network_snapshot_ticks: Option<i64>,
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub datasets_dir: Option<PathBuf>,
+    /// Arithmetic of the adversarial passes (G's images for D, D, the gradient penalty): fp32, tf32 (CUDA) or
+    /// bf16 autocast. The Hessian Penalty passes always run in float32.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+}
+
+fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
+    let (r, b) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not RES=BATCH (e.g. 32=16)"))?;
+    let r = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': resolution '{r}' is not an integer"))?;
+    let b = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': batch '{b}' is not an integer"))?;
+    Ok((r, b))
+}
+
+impl TrainArgs {
+    /// The flags that were given, as JSON fields named like `TrainConfig`'s.
+    pub fn overrides(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        macro_rules! put {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field {
+                    m.insert(stringify!($field).to_string(), serde_json::json!(v));
+                }
+            )*};
+        }
+        put!(
+            dataset,
+            resolution,
+            nz,
+            total_kimg,
+            hp_lambda,
+            epsilon,
+            num_rademacher_samples,
+            layers_to_reg,
+            warmup_kimg,
+            hp_start_kimg,
+            infogan_lambda,
+            infogan_nz,
+            num_gpus,
+            compute_interp_ticks,
+            compute_metrics_ticks,
+            metrics,
+            fmap_base,
+            fmap_max,
+            lod_initial_resolution,
+            lod_training_kimg,
+            lod_transition_kimg,
+            minibatch_scale,
+            tick_kimg,
+            network_snapshot_ticks,
+            results_dir,
+            datasets_dir
+        );
+        if let Some(p) = self.precision {
+            m.insert("precision".into(), serde_json::json!(Precision::from(p)));
+        }
+        if let Some(pairs) = &self.minibatch {
+            let obj: Map<String, Value> = pairs
+                .iter()
+                .map(|(r, b)| (r.to_string(), serde_json::json!(b)))
+                .collect();
+            m.insert("minibatch".into(), Value::Object(obj));
+        }
+        m
+    }
+}
+
+impl From<TrainArgs> for TrainRequest {
+    fn from(a: TrainArgs) -> Self {
+        TrainRequest {
+            overrides: a.overrides(),
+            config: a.config,
+            dry_run: a.dry_run,
+            resume_exp: a.resume_exp,
+            resume_snapshot: a.resume_snapshot,
+            resume: a.resume,
+        }
+    }
+}
+
+/// Flags of `bench`: any training flag (e.g. --config, --resolution, --hp-lambda) plus the measurement's own.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Timed iterations per variant.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed iterations first (allocator, cuDNN autotuning).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Which variants: all, or a comma list of hp, nohp, infogan.
+    #[arg(long, default_value = "all")]
+    pub variants: String,
+}
+
+impl From<BenchArgs> for BenchOptions {
+    fn from(a: BenchArgs) -> Self {
+        BenchOptions {
+            train: a.train.into(),
+            steps: a.steps,
+            warmup: a.warmup,
+            variants: a.variants,
+        }
+    }
+}

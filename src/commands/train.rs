@@ -1,0 +1,142 @@
+//! `hessian-gan train`: the configuration (defaults < snapshot being resumed < preset < command line), the
+//! dataset, the run directory, then the trainer (docs/spec/progan_hp.md §2, §4.1).
+
+use crate::checkpoint::{find_snapshot, load_snapshot, next_run_dir, run_dir_of};
+use crate::commands::Globals;
+use crate::config::TrainConfig;
+use crate::core::networks;
+use crate::core::schedule::ScheduleConfig;
+use crate::data::{locate, Dataset};
+use crate::io::fs;
+use crate::training::Trainer;
+use anyhow::{ensure, Context, Result};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `train` is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct TrainRequest {
+    /// A preset, e.g. configs/clevr_simple_hp.json.
+    pub config: Option<PathBuf>,
+    /// Resolve the configuration and describe it instead of training.
+    pub dry_run: bool,
+    /// Results run number to resume or fine-tune, and which of its snapshots (`latest` or a kimg number).
+    pub resume_exp: Option<u32>,
+    pub resume_snapshot: String,
+    /// A snapshot file to resume from instead of `resume_exp`.
+    pub resume: Option<PathBuf>,
+    /// Settings given on the command line, as JSON fields named like [`TrainConfig`]'s.
+    pub overrides: Map<String, Value>,
+}
+
+/// What `train` did.
+#[derive(Debug)]
+pub enum TrainOutcome {
+    /// `--dry-run`: the resolved configuration (JSON), the network summary and the schedule table.
+    DryRun {
+        config: String,
+        networks: String,
+        schedule: String,
+    },
+    /// A run that ended (finished, aborted or interrupted) in this directory.
+    Trained { run_dir: PathBuf },
+}
+
+/// The configuration `request` resolves to, and the snapshot it resumes from.
+pub fn resolve(
+    globals: &Globals,
+    request: &TrainRequest,
+) -> Result<(TrainConfig, Option<crate::checkpoint::LoadedSnapshot>)> {
+    let preset = request.config.as_deref();
+    let resume_path = match (&request.resume, request.resume_exp) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(exp)) => {
+            // The run number is looked up in the results directory the preset or the command line names.
+            let prelim =
+                TrainConfig::resolve(TrainConfig::default(), preset, request.overrides.clone());
+            let results_dir =
+                prelim.map_or_else(|_| TrainConfig::default().results_dir, |c| c.results_dir);
+            let snapshot = request.resume_snapshot.as_str();
+            Some(find_snapshot(&run_dir_of(&results_dir, exp)?, snapshot)?)
+        }
+        (None, None) => None,
+    };
+    let resumed = resume_path.as_deref().map(load_snapshot).transpose()?;
+    let base = resumed
+        .as_ref()
+        .map_or_else(TrainConfig::default, |s| s.config.clone());
+    let mut overrides = request.overrides.clone();
+    if let Some(seed) = globals.seed {
+        overrides.insert("seed".into(), serde_json::json!(seed));
+    }
+    Ok((TrainConfig::resolve(base, preset, overrides)?, resumed))
+}
+
+/// Entry point of `hessian-gan train`.
+pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
+    let (cfg, resumed) = resolve(globals, request)?;
+    let device = globals.device.resolve()?;
+    if request.dry_run {
+        return Ok(TrainOutcome::DryRun {
+            config: serde_json::to_string_pretty(&cfg)?,
+            networks: networks::summary(&cfg.net())?,
+            schedule: schedule_table(&cfg.schedule()),
+        });
+    }
+
+    let dataset_dir = locate::locate(&cfg.dataset, &cfg.datasets_dir, globals.base_url.as_deref())?;
+    let dataset = Arc::new(Dataset::open(&dataset_dir)?);
+    let meta = dataset.meta();
+    ensure!(
+        meta.resolution as i64 >= cfg.resolution,
+        "dataset {} has resolution {}, below --resolution {}",
+        dataset_dir.display(),
+        meta.resolution,
+        cfg.resolution
+    );
+    ensure!(
+        meta.channels == 3,
+        "dataset {} has {} channel(s); the networks are built for RGB (3)",
+        dataset_dir.display(),
+        meta.channels
+    );
+
+    let run_dir = next_run_dir(&cfg.results_dir, &cfg.run_description())?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    fs::write_bytes_atomic(
+        &run_dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
+    let mut trainer = Trainer::new(cfg, device, dataset, run_dir.clone(), resumed)?;
+    trainer.train()?;
+    Ok(TrainOutcome::Trained { run_dir })
+}
+
+/// The schedule at the start, the middle of the transition and the end of every phase: kimg → lod, data
+/// resolution, total minibatch and per-chunk minibatch.
+pub fn schedule_table(s: &ScheduleConfig) -> String {
+    let mut out =
+        String::from("schedule (kimg → lod, data resolution, total minibatch, per-chunk):\n");
+    let phase = s.lod_training_kimg + s.lod_transition_kimg;
+    let points = (0..=s.max_lod() as i64).flat_map(|p| {
+        let start = p as f64 * phase;
+        [
+            start,
+            start + s.lod_training_kimg + s.lod_transition_kimg / 2.0,
+        ]
+    });
+    for kimg in points {
+        let p = s.at((kimg * 1000.0) as u64);
+        out.push_str(&format!(
+            "  {kimg:>8.0}  lod {:>4.2}  {:>4}²  batch {:>5}  ({} × {})\n",
+            p.lod,
+            p.resolution,
+            p.minibatch,
+            s.num_gpus,
+            p.minibatch / s.num_gpus
+        ));
+    }
+    out
+}

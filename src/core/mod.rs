@@ -1,0 +1,14 @@
+//! The numerical core: the networks, the Hessian Penalty, the optimiser, the training schedule, arithmetic
+//! precision, latents and their traversals, the project's seeded RNG, and the compute device.
+//!
+//! May import: `io` (ARCHITECTURE.md).
+
+pub mod device;
+pub mod hessian;
+pub mod latents;
+pub mod networks;
+pub mod optim;
+pub mod precision;
+pub mod rng;
+pub mod schedule;
+pub mod traversal;

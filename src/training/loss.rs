@@ -1,0 +1,235 @@
+//! The losses of one iteration as the reference trained them (docs/spec/progan_hp.md §3): WGAN-GP with the drift
+//! term for D (§3.2), the WGAN term for G (§3.1), the InfoGAN MSE on both sides (§3.4) and the multi-layer Hessian
+//! Penalty with its per-layer lod gates (§3.3), including where each part runs under `--precision`. The estimator
+//! itself is `core::hessian`; the steps (`steps.rs`) only apply the gradients this module returns.
+
+use crate::checkpoint::Models;
+use crate::config::TrainConfig;
+use crate::core::hessian::{self, HessianPenalty};
+use crate::core::networks::Discriminator;
+use crate::core::precision::Precision;
+use anyhow::Result;
+use tch::{Device, Kind, Tensor};
+
+/// WGAN-GP constants (docs/spec/progan_hp.md §3.2): gradient-penalty weight, its target norm, and the drift weight
+/// on real scores.
+pub const WGAN_LAMBDA: f64 = 10.0;
+pub const WGAN_TARGET: f64 = 1.0;
+pub const WGAN_EPSILON: f64 = 0.001;
+
+/// The D loss and what the trainer logs from it.
+pub struct DLoss {
+    /// `mean_i [D(G(z_i)) − D(x_i) + λ/t²·(‖∇D(x̂_i)‖ − t)² + ε_drift·D(x_i)²]`.
+    pub loss: Tensor,
+    pub real_scores: Tensor,
+    pub fake_scores: Tensor,
+    pub mixed_scores: Tensor,
+    pub mixed_norms: Tensor,
+    /// Q(G(z)) from the fake pass when D has a Q head (for the InfoGAN term).
+    pub fake_q: Option<Tensor>,
+}
+
+/// WGAN-GP (docs/spec/progan_hp.md §3.2). Reals, fakes and the per-sample mixes go through D as three separate
+/// passes, so minibatch-stddev groups never mix them; `chunks` keeps those groups within per-(virtual-)GPU chunks.
+pub fn d_wgan_gp(
+    d: &Discriminator,
+    reals: &Tensor,
+    fakes: &Tensor,
+    lod: f64,
+    chunks: i64,
+) -> DLoss {
+    let real_scores = d.score(reals, lod, chunks);
+    let (fake_scores, fake_q) = d.forward(fakes, lod, chunks);
+    let n = reals.size()[0];
+    let u = Tensor::rand([n, 1, 1, 1], (Kind::Float, reals.device()));
+    let mixed = (reals + (fakes.detach() - reals) * &u)
+        .detach()
+        .set_requires_grad(true);
+    let mixed_scores = d.score(&mixed, lod, chunks);
+    // ∇ of Σ_i D(x̂_i) with respect to the x̂ batch, kept in the graph (double backward).
+    let grad =
+        Tensor::run_backward(&[mixed_scores.sum(Kind::Float)], &[&mixed], true, true).remove(0);
+    let mixed_norms = grad
+        .square()
+        .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+        .sqrt();
+    let gp = (&mixed_norms - WGAN_TARGET).square() * (WGAN_LAMBDA / (WGAN_TARGET * WGAN_TARGET));
+    let real = real_scores.reshape([-1]);
+    let fake = fake_scores.reshape([-1]);
+    let per_sample = &fake - &real + gp + real.square() * WGAN_EPSILON;
+    DLoss {
+        loss: per_sample.mean(Kind::Float),
+        real_scores,
+        fake_scores,
+        mixed_scores,
+        mixed_norms,
+        fake_q,
+    }
+}
+
+/// The InfoGAN term (docs/spec/progan_hp.md §3.4): plain MSE between Q's prediction and the first `k` raw
+/// (un-normalised) z components.
+pub fn infogan_mse(q: &Tensor, z: &Tensor, k: i64) -> Tensor {
+    (q - z.narrow(1, 0, k)).square().mean(Kind::Float)
+}
+
+/// The Hessian Penalty of one G step: the layers it reaches at this lod, each with its gate, and λ_t.
+pub struct HpTerm<'a> {
+    /// `(layer, gate)` for the regularised layers whose gate is positive at this lod.
+    pub gates: &'a [(usize, f64)],
+    /// λ_t, the ramped weight (docs/spec/progan_hp.md §2.6).
+    pub weight: f64,
+}
+
+/// The D side of an iteration: the loss terms and D's gradients.
+pub struct DOutput {
+    pub wgan: DLoss,
+    /// The full D loss (WGAN-GP + λ_info·MSE).
+    pub loss: Tensor,
+    pub infogan: Option<Tensor>,
+    /// Flat gradient of `loss` with respect to D's parameters.
+    pub grads: Tensor,
+}
+
+/// The G side of an iteration: what is logged and G's gradients.
+pub struct GOutput {
+    /// `mean(−D(G(z)))`, logged as `Loss/G`.
+    pub score_loss: Tensor,
+    /// The penalty of each gated layer (unweighted), in the order of [`HpTerm::gates`].
+    pub hp_per_layer: Vec<Tensor>,
+    /// Σ gate·penalty (before λ_t), logged as `Loss/hessian_penalty`.
+    pub hp_total: Option<Tensor>,
+    /// Flat gradient of the full G loss with respect to G's parameters.
+    pub grads: Tensor,
+}
+
+/// Builds the G and D losses of a run and their gradients.
+pub struct Loss {
+    /// Per-(virtual-)GPU chunks of the batch: minibatch-stddev groups and HP maxima stay inside one.
+    pub chunks: i64,
+    /// Leading z components regularised by InfoGAN (0: no Q head).
+    pub infogan_nz: i64,
+    pub infogan_lambda: f64,
+    /// Arithmetic of the adversarial passes; the HP always runs in float32.
+    pub precision: Precision,
+    pub device: Device,
+    pub hp: HessianPenalty,
+}
+
+impl Loss {
+    /// The losses of a run configured by `cfg` on `device`.
+    pub fn new(cfg: &TrainConfig, device: Device) -> Result<Self> {
+        let hp = HessianPenalty::new(
+            cfg.num_rademacher_samples.max(2),
+            cfg.epsilon.max(f64::MIN_POSITIVE),
+        )?
+        .with_chunks(cfg.num_gpus as usize)?;
+        Ok(Loss {
+            chunks: cfg.num_gpus,
+            infogan_nz: cfg.infogan_nz,
+            infogan_lambda: cfg.infogan_lambda,
+            precision: cfg.precision,
+            device,
+            hp,
+        })
+    }
+
+    /// D's loss on `reals` and on fakes of G from `z` (no gradient into G), and its gradient, all inside the
+    /// precision region.
+    pub fn d_loss(&self, models: &Models, reals: &Tensor, z: &Tensor, lod: f64) -> DOutput {
+        let params: Vec<&Tensor> = models.d_params.params.iter().collect();
+        let (wgan, loss, infogan, grads) = self.precision.run(self.device, || {
+            let fakes = tch::no_grad(|| models.g.forward(z, lod, true));
+            let wgan = d_wgan_gp(&models.d, reals, &fakes, lod, self.chunks);
+            let infogan = (self.infogan_nz > 0).then(|| {
+                let q = wgan
+                    .fake_q
+                    .as_ref()
+                    .expect("Q head exists when infogan_nz > 0");
+                infogan_mse(q, z, self.infogan_nz)
+            });
+            let loss = match &infogan {
+                Some(mi) => &wgan.loss + mi * self.infogan_lambda,
+                None => wgan.loss.shallow_clone(),
+            };
+            let grads = Tensor::run_backward(&[&loss], &params, false, false);
+            (wgan, loss, infogan, grads)
+        });
+        DOutput {
+            grads: models.d_params.flatten_grads(&grads),
+            wgan,
+            loss,
+            infogan,
+        }
+    }
+
+    /// G's loss on a fresh `z`: WGAN (+ InfoGAN MSE) + λ_t·Σ gate·HP when `hp` is given, and its gradient.
+    ///
+    /// In float32 the adversarial pass also yields the HP's unperturbed activations (one pass saved) and one
+    /// backward serves both terms. In a reduced precision the adversarial backward runs inside the precision
+    /// region, and the HP passes run apart, in float32, with their own backward (`core::precision`).
+    pub fn g_loss(
+        &self,
+        models: &Models,
+        z: &Tensor,
+        lod: f64,
+        hp: Option<HpTerm>,
+    ) -> Result<GOutput> {
+        let layers: Vec<usize> = hp
+            .as_ref()
+            .map(|h| h.gates.iter().map(|&(l, _)| l).collect())
+            .unwrap_or_default();
+        let separate = self.precision.is_reduced_on(self.device);
+        let params: Vec<&Tensor> = models.g_params.params.iter().collect();
+        let (adv_loss, score_loss, centre, adv_grads) = self.precision.run(self.device, || {
+            let (images, centre) = if hp.is_some() && !separate {
+                models.g.forward_with_layers(z, lod, &layers, true)
+            } else {
+                (models.g.forward(z, lod, true), Vec::new())
+            };
+            let (scores, q) = models.d.forward(&images, lod, self.chunks);
+            let score_loss = (-scores).mean(Kind::Float);
+            let mut loss = score_loss.shallow_clone();
+            if self.infogan_nz > 0 {
+                let q = q.as_ref().expect("Q head exists when infogan_nz > 0");
+                loss = &loss + infogan_mse(q, z, self.infogan_nz) * self.infogan_lambda;
+            }
+            let grads = separate.then(|| Tensor::run_backward(&[&loss], &params, false, false));
+            (loss, score_loss, centre, grads)
+        });
+        let (mut hp_per_layer, mut hp_total, mut hp_loss) = (Vec::new(), None, None);
+        if let Some(term) = &hp {
+            let g = &models.g;
+            hp_per_layer = self.hp.penalties(
+                |x| g.hp_layers(x, lod, &layers, true),
+                z,
+                (!separate).then_some(centre.as_slice()),
+                None,
+            )?;
+            let gates: Vec<f64> = term.gates.iter().map(|&(_, w)| w).collect();
+            let total = hessian::weighted_sum(&hp_per_layer, Some(&gates))?;
+            hp_loss = Some(&total * term.weight);
+            hp_total = Some(total);
+        }
+        let flat = |grads: &[Tensor]| models.g_params.flatten_grads(grads);
+        let grads = match (adv_grads, hp_loss) {
+            (Some(adv), Some(hp)) => {
+                flat(&adv) + flat(&Tensor::run_backward(&[&hp], &params, false, false))
+            }
+            (Some(adv), None) => flat(&adv),
+            (None, hp) => {
+                let loss = match hp {
+                    Some(hp) => adv_loss + hp,
+                    None => adv_loss,
+                };
+                flat(&Tensor::run_backward(&[&loss], &params, false, false))
+            }
+        };
+        Ok(GOutput {
+            score_loss,
+            hp_per_layer,
+            hp_total,
+            grads,
+        })
+    }
+}

@@ -1,0 +1,267 @@
+//! What a run reports (docs/spec/progan_hp.md §2.7, §7.2): the device-side tick statistics, the tick line, the
+//! TensorBoard scalars, the reals/fakes grids, the traversal GIFs, the metric ticks, and the stop requests
+//! (Ctrl-C, `abort.txt`).
+
+use super::Trainer;
+use crate::checkpoint::reference::describe;
+use crate::core::schedule::Phase;
+use crate::core::traversal;
+use crate::io::imageio;
+use crate::metrics::suite::{header, record};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{Kind, Tensor};
+
+/// Set by Ctrl-C: stop at the next safe point after a snapshot.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once per process: the first Ctrl-C asks the run to stop after its next snapshot,
+/// a second one exits at once.
+pub(super) fn install_ctrlc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            log::warn!("interrupted: stopping after the next snapshot (Ctrl-C again to stop now)");
+        });
+    });
+}
+
+/// Why the run should stop at this tick, if it should: `abort.txt` in the run directory (§2.7) or Ctrl-C.
+pub(super) fn stop_request(run_dir: &Path) -> Option<String> {
+    if run_dir.join("abort.txt").exists() {
+        Some("abort.txt found".into())
+    } else if INTERRUPTED.load(Ordering::SeqCst) {
+        Some("interrupted".into())
+    } else {
+        None
+    }
+}
+
+/// Device-side running sums of the scalars logged per tick; read back only at ticks, so the inner loop never
+/// waits for the device.
+#[derive(Default)]
+pub struct TickStats {
+    sums: Vec<(String, Tensor)>,
+    counts: HashMap<String, u64>,
+}
+
+impl TickStats {
+    pub fn add(&mut self, key: &str, value: &Tensor) {
+        let v = value.detach().to_kind(Kind::Float);
+        match self.sums.iter_mut().find(|(k, _)| k == key) {
+            Some((_, s)) => *s += v,
+            None => self.sums.push((key.to_string(), v)),
+        }
+        *self.counts.entry(key.to_string()).or_default() += 1;
+    }
+
+    /// Means over the tick (one host read per key) and a reset.
+    pub fn take(&mut self) -> Vec<(String, f64)> {
+        let out = self
+            .sums
+            .iter()
+            .map(|(k, s)| (k.clone(), s.double_value(&[]) / self.counts[k] as f64))
+            .collect();
+        self.sums.clear();
+        self.counts.clear();
+        out
+    }
+}
+
+/// One tick's timing, as the tick line and TensorBoard report it.
+pub(super) struct TickTiming {
+    pub tick: i64,
+    /// Seconds since the run (this process) started.
+    pub total: f64,
+    /// Seconds and kimg of this tick.
+    pub seconds: f64,
+    pub kimg: f64,
+}
+
+impl TickTiming {
+    fn sec_per_kimg(&self) -> f64 {
+        self.seconds / self.kimg.max(1e-9)
+    }
+}
+
+impl Trainer {
+    /// The tick line (§2.7) and the progress bar's message.
+    pub(super) fn tick_line(
+        &self,
+        t: &TickTiming,
+        phase: &Phase,
+        hp_w: f64,
+        stats: &[(String, f64)],
+    ) -> (String, String) {
+        let line = format!(
+            "tick {:<5} kimg {:<8.1} lod {:<5.2} minibatch {:<4} hessian_weight {:<7.4} time {:<9} sec/tick {:<7.1} \
+             sec/kimg {:<7.2} {}",
+            t.tick,
+            self.state.cur_nimg as f64 / 1000.0,
+            phase.lod,
+            phase.minibatch,
+            hp_w,
+            format_duration(t.total),
+            t.seconds,
+            t.sec_per_kimg(),
+            stats
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let message = format!(
+            "lod {:.2} batch {} {:.1} s/kimg hp_w {:.3}",
+            phase.lod,
+            phase.minibatch,
+            t.sec_per_kimg(),
+            hp_w
+        );
+        (line, message)
+    }
+
+    /// TensorBoard scalars for the tick under the reference's keys (§2.7), step = images shown.
+    pub(super) fn log_tick_scalars(
+        &mut self,
+        stats: &[(String, f64)],
+        phase: &Phase,
+        hp_w: f64,
+        t: &TickTiming,
+    ) -> Result<()> {
+        let mut values: Vec<(String, f64)> = stats.to_vec();
+        let skipped_g = self.models.opt_g.skipped.double_value(&[]);
+        let skipped_d = self.models.opt_d.skipped.double_value(&[]);
+        let its = self.state.iteration.max(1) as f64;
+        let lr = self.cfg.learning_rate;
+        values.extend([
+            ("Progress/lod".to_string(), phase.lod),
+            ("Progress/minibatch".to_string(), phase.minibatch as f64),
+            ("Progress/hessian_weight".to_string(), hp_w),
+            (
+                "Progress/kimg".to_string(),
+                self.state.cur_nimg as f64 / 1000.0,
+            ),
+            ("Timing/sec_per_tick".to_string(), t.seconds),
+            ("Timing/sec_per_kimg".to_string(), t.sec_per_kimg()),
+            ("TrainG/learning_rate".to_string(), lr),
+            ("TrainD/learning_rate".to_string(), lr),
+            ("TrainG/overflow_frequency".to_string(), skipped_g / its),
+            ("TrainD/overflow_frequency".to_string(), skipped_d / its),
+        ]);
+        if let Some(peak) = crate::core::device::peak_memory_gb(self.device) {
+            values.push(("Resources/peak_gpu_mem_gb".to_string(), peak));
+        }
+        self.events.scalars(self.state.cur_nimg as i64, &values)?;
+        self.events.flush()
+    }
+
+    /// FID / PPL of Gs with the run's seed (§2.7, §8): `Metrics/<name>` in TensorBoard, a line in the log, and the
+    /// records next to the snapshot and in `<results>/metrics.jsonl`.
+    pub(super) fn compute_metrics(&mut self, snapshot: &Path) -> Result<()> {
+        let Some(suite) = &self.metrics else {
+            return Ok(());
+        };
+        let lod = self.current_lod();
+        let seed = self.cfg.seed;
+        let out = suite.run(&self.models.gs, lod, Some(&self.dataset), seed, None)?;
+        let name = describe(snapshot).name;
+        let mut h = header(&name, snapshot, lod, &self.cfg.net(), self.device, seed);
+        let kimg = self.state.cur_nimg as f64 / 1000.0;
+        h.insert("kimg".into(), json!(kimg));
+        record(snapshot, h, &out, &self.cfg.results_dir)?;
+        let values: Vec<(String, f64)> = out
+            .values()
+            .into_iter()
+            .map(|(k, v)| (format!("Metrics/{k}"), v))
+            .collect();
+        self.events.scalars(self.state.cur_nimg as i64, &values)?;
+        self.events.flush()?;
+        log::info!("metrics kimg {kimg:.1} {}", out.summary());
+        Ok(())
+    }
+
+    pub(super) fn write_reals_grid(&mut self) -> Result<()> {
+        let (w, h) = grid_size(self.cfg.resolution);
+        let n = (w * h).min(self.dataset.meta().count as i64);
+        let level = self.cfg.resolution.trailing_zeros();
+        let reals = self.dataset.first_images(level, n as usize)?;
+        let reals = crate::data::reals::to_float(&reals);
+        imageio::save_grid(&reals, w as usize, &self.run_dir.join("reals.png"))
+    }
+
+    /// `fakes<kimg>.png` from Gs on the fixed grid latents (§2.7), also as a TensorBoard image.
+    pub(super) fn write_fakes_grid(&mut self) -> Result<()> {
+        let (w, _) = grid_size(self.cfg.resolution);
+        let lod = self.current_lod();
+        let images = tch::no_grad(|| {
+            let parts: Vec<Tensor> = self
+                .grid_z
+                .split(64, 0)
+                .iter()
+                .map(|z| self.models.gs.forward(z, lod, true))
+                .collect();
+            Tensor::cat(&parts, 0)
+        });
+        let kimg = self.state.cur_nimg / 1000;
+        let path = self.run_dir.join(format!("fakes{kimg:06}.png"));
+        imageio::save_grid(&images, w as usize, &path)?;
+        let png =
+            std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))?;
+        let img = image::load_from_memory(&png)?;
+        self.events.image(
+            self.state.cur_nimg as i64,
+            "fakes",
+            img.width(),
+            img.height(),
+            &png,
+        )
+    }
+
+    /// Per-component traversal GIFs of Gs (§7.2: 24 steps, 8 samples, ±2, raw z with G's latent norm).
+    pub(super) fn write_traversals(&mut self) -> Result<()> {
+        let lod = self.current_lod();
+        let kimg = self.state.cur_nimg / 1000;
+        let dir = self.run_dir.join(format!("traversals{kimg:06}"));
+        for i in 0..self.cfg.nz {
+            let frames = traversal::sweep_frames(&self.interp_z, i, 24, 2.0, |z| {
+                tch::no_grad(|| self.models.gs.forward(z, lod, true))
+            });
+            let path = dir.join(format!("z{i:03}.gif"));
+            traversal::save_gif(&frames, 8, 24, &path)?;
+            let gif = std::fs::read(&path)
+                .with_context(|| format!("cannot read back {}", path.display()))?;
+            let s = frames.size();
+            let (w, h) = ((s[1] * s[4]) as u32, s[3] as u32);
+            let tag = format!("z/z{i:03}");
+            self.events
+                .image(self.state.cur_nimg as i64, &tag, w, h, &gif)?;
+        }
+        self.events.flush()
+    }
+}
+
+/// The reference's '1080p' snapshot grid (§2.1): 1920×1080 worth of images, at least 7×4 and at most 32×32 —
+/// capped here at 15×8 = 120 images so small-resolution runs stay quick.
+pub fn grid_size(resolution: i64) -> (i64, i64) {
+    let w = (1920 / resolution).clamp(7, 32).min(15);
+    let h = (1080 / resolution).clamp(4, 32).min(8);
+    (w, h)
+}
+
+/// `1h02m03s`, `4m05s` or `6s`.
+pub fn format_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, (s / 60) % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,123 @@
+//! One training iteration (docs/spec/progan_hp.md §2.3): the D step with the Gs EMA update, then the G step. The
+//! losses and their gradients come from [`super::loss::Loss`]; a step draws its inputs, applies the optimiser and
+//! adds what is logged to the tick's statistics.
+
+use super::loss::HpTerm;
+use super::Trainer;
+use crate::checkpoint::snapshots_in;
+use crate::core::rng::mix64;
+use crate::core::schedule::hp_layer_gate;
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+/// Per-iteration seed of libtorch's generator: the run seed mixed with the iteration (SplitMix64's output
+/// function), so every draw is reproducible after a resume without saving the generator's state.
+pub(super) fn iteration_seed(seed: u64, iteration: u64) -> i64 {
+    (mix64(seed ^ iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 1) as i64
+}
+
+impl Trainer {
+    /// One D step (with the Gs EMA update) and one G step (docs/spec/progan_hp.md §2.3).
+    pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
+        tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
+        self.d_step(lod, data_res, minibatch)?;
+        self.g_step(lod, minibatch, true)?;
+        self.state.iteration += 1;
+        Ok(())
+    }
+
+    /// The D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), docs/spec/progan_hp.md §3.2, §3.4; then
+    /// the Gs EMA update (§2.4).
+    pub fn d_step(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
+        let level = data_res.trailing_zeros();
+        debug_assert_eq!(
+            level,
+            crate::data::reals::level_for_lod(lod, self.sched.log2_resolution() as u32)
+        );
+        let reals = self.loader.next_batch(level, minibatch as usize)?;
+        let reals = if self.device.is_cuda() {
+            // Page-locked staging and an asynchronous copy: the host does not wait for the GPU here.
+            reals
+                .pin_memory(self.device)
+                .to_device_(self.device, reals.kind(), true, false)
+        } else {
+            reals
+        };
+        let reals = crate::data::reals::process_reals(&reals, lod);
+        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
+        let out = self.loss.d_loss(&self.models, &reals, &z, lod);
+        self.models.opt_d.step(&self.models.d_params, &out.grads);
+        self.models
+            .gs_params
+            .ema_from(&self.models.g_params, self.sched.ema_beta(minibatch));
+
+        let stats = &mut self.stats;
+        if let Some(mi) = &out.infogan {
+            stats.add("Loss/InfoGAN", mi);
+        }
+        stats.add("Loss/D", &out.loss);
+        let w = &out.wgan;
+        stats.add("Loss/scores/real", &w.real_scores.mean(Kind::Float));
+        stats.add("Loss/scores/fake", &w.fake_scores.mean(Kind::Float));
+        stats.add("Loss/scores/mixed", &w.mixed_scores.mean(Kind::Float));
+        stats.add("Loss/mixed_norms", &w.mixed_norms.mean(Kind::Float));
+        // The drift term before its weight, as the reference logs it (§2.7, §3.2).
+        stats.add(
+            "Loss/epsilon_penalty",
+            &w.real_scores.square().mean(Kind::Float),
+        );
+        self.state.cur_nimg += minibatch as u64;
+        Ok(())
+    }
+
+    /// The G step: WGAN + λ_t·HP (+ InfoGAN MSE) on a fresh z, docs/spec/progan_hp.md §3.1, §3.3. `with_hp =
+    /// false` leaves the penalty out whatever its weight (the benchmark's "without HP" variant).
+    pub fn g_step(&mut self, lod: f64, minibatch: i64, with_hp: bool) -> Result<()> {
+        let hp_w = self.hp_weight_now();
+        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
+        let net = self.cfg.net();
+        let gates: Vec<(usize, f64)> = self
+            .hp_layers
+            .iter()
+            .map(|&l| {
+                let res = net.hp_layer_resolution(l);
+                (l, hp_layer_gate(self.sched.log2_resolution(), res, lod))
+            })
+            .filter(|&(_, w)| w > 0.0)
+            .collect();
+        let hp = (with_hp && hp_w > 0.0 && !gates.is_empty()).then_some(HpTerm {
+            gates: &gates,
+            weight: hp_w,
+        });
+        let out = self.loss.g_loss(&self.models, &z, lod, hp)?;
+        self.models.opt_g.step(&self.models.g_params, &out.grads);
+
+        for (&(l, _), p) in gates.iter().zip(&out.hp_per_layer) {
+            let key = format!("HessianPenalties/{}", net.hp_layer_name(l));
+            self.stats.add(&key, p);
+        }
+        if let Some(total) = &out.hp_total {
+            self.stats.add("Loss/hessian_penalty", total);
+        }
+        self.stats.add("Loss/G", &out.score_loss);
+        Ok(())
+    }
+
+    /// Stops with a clear message when updates keep being skipped for non-finite gradients (§2.3).
+    pub(super) fn check_skips(&mut self) -> Result<()> {
+        let g = self.models.opt_g.consecutive_skips.double_value(&[]);
+        let d = self.models.opt_d.consecutive_skips.double_value(&[]);
+        let worst = g.max(d) as i64;
+        if worst >= self.cfg.max_consecutive_skips {
+            let last = snapshots_in(&self.run_dir)?.pop();
+            bail!(
+                "{worst} consecutive updates of {} had non-finite gradients at {:.1} kimg; stopping. The last good \
+                 snapshot is {}. Try a smaller --hp-lambda or a larger --epsilon",
+                if g >= d { "G" } else { "D" },
+                self.state.cur_nimg as f64 / 1000.0,
+                last.map_or("(none yet)".to_string(), |p| p.display().to_string())
+            );
+        }
+        Ok(())
+    }
+}
