@@ -1,5 +1,5 @@
 // Precision switches of libtorch that the tch crate does not expose (issue 8): TF32 for cuBLAS/cuDNN and autocast
-// with a chosen dtype on CPU or CUDA. A plain C ABI, called from src/precision.rs; nothing here allocates tensors.
+// with a chosen dtype on CPU or CUDA. A plain C ABI, called from src/core/precision.rs; nothing here allocates tensors.
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 

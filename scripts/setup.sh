@@ -37,7 +37,9 @@ else
     have_torch || { say "error: torch $TORCH_VERSION did not import from .venv after installing"; exit 1; }
 fi
 
-torch_dir="$("$venv_py" -c 'import torch,os;print(os.path.dirname(torch.__file__))')"
+# A relative link (.venv/lib/python3.X/site-packages/torch): the checkout can be moved or copied, and the
+# binaries find libtorch through their $ORIGIN-relative RUNPATH (build.rs).
+torch_dir="$("$venv_py" -c 'import torch,os;print(os.path.relpath(os.path.dirname(torch.__file__), "'"$root"'"))')"
 if [ "$(readlink .libtorch 2>/dev/null || true)" != "$torch_dir" ]; then
     ln -sfn "$torch_dir" .libtorch
     say "linked .libtorch -> $torch_dir"

@@ -48,7 +48,7 @@ pub struct TrainConfig {
     pub network_snapshot_ticks: i64,
     /// Stop after this many consecutive skipped (non-finite) updates.
     pub max_consecutive_skips: i64,
-    /// Arithmetic of the adversarial passes; the Hessian Penalty passes always stay float32 (src/precision.rs).
+    /// Arithmetic of the adversarial passes; the Hessian Penalty passes always stay float32 (src/core/precision.rs).
     pub precision: crate::core::precision::Precision,
     pub results_dir: PathBuf,
     pub datasets_dir: PathBuf,

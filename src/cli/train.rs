@@ -64,10 +64,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub num_gpus: Option<i64>,
     /// Ticks between traversal GIFs (−1 disables).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub compute_interp_ticks: Option<i64>,
     /// Ticks between metric evaluations (only on snapshot ticks, as the reference).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub compute_metrics_ticks: Option<i64>,
     /// Metrics at snapshot ticks, comma-separated: fid (fid50k), ppl (ppl_zend_v2); see `evaluate`.
     #[arg(long, num_args = 1.., value_delimiter = ',')]

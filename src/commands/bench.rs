@@ -6,7 +6,7 @@
 //!
 //! It also measures what reduced precision does to the Hessian Penalty estimate (`hp_error_vs_fp32`): the penalty of
 //! the benchmarked G on one minibatch, with the same z and the same Rademacher directions, computed in float32 and in
-//! TF32 / bfloat16 autocast. This is why `--precision` never applies to the HP passes (src/precision.rs).
+//! TF32 / bfloat16 autocast. This is why `--precision` never applies to the HP passes (src/core/precision.rs).
 
 use crate::commands::train::{self, TrainRequest};
 use crate::commands::Globals;
