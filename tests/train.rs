@@ -73,6 +73,21 @@ fn one_step_changes_parameters_with_finite_losses() {
             assert!(hp.is_none(), "no HP term when hp_lambda is 0");
         }
         assert!(stats.iter().any(|(k, _)| k == "Loss/D"));
+        // The reference's D-side scalars (docs/spec/progan_hp.md §2.7). The drift term is mean(D(x)²) per
+        // iteration, so over the tick it is at least the square of the mean real score (Jensen).
+        let get = |key: &str| {
+            stats
+                .iter()
+                .find(|(k, _)| k == key)
+                .unwrap_or_else(|| panic!("{key} missing"))
+                .1
+        };
+        for key in ["Loss/scores/fake", "Loss/scores/mixed", "Loss/mixed_norms"] {
+            get(key);
+        }
+        let real = get("Loss/scores/real");
+        assert!(get("Loss/epsilon_penalty") >= real * real * (1.0 - 1e-6));
+        assert!(get("Loss/mixed_norms") > 0.0);
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -9,6 +9,23 @@ use clap::Subcommand;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// `created OUT: N images at R×R [(S skipped)] in T s`.
+fn created(r: &images::CreateReport, with_skipped: bool) -> String {
+    let skipped = if with_skipped {
+        format!(" ({} skipped)", r.skipped.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "created {}: {} images at {}×{}{skipped} in {:.1} s",
+        r.out.display(),
+        r.count,
+        r.resolution,
+        r.resolution,
+        r.seconds
+    )
+}
+
 #[derive(Subcommand)]
 pub enum DatasetCommand {
     /// A dataset from a folder of PNG/JPEG/WebP/BMP images (searched recursively).
@@ -165,15 +182,7 @@ pub fn run(command: DatasetCommand, globals: &Globals) -> Result<()> {
             };
             let r = images::create_from_images(&dir, &out, &opts)?;
             if !quiet {
-                println!(
-                    "created {}: {} images at {}×{} ({} skipped) in {:.1} s",
-                    r.out.display(),
-                    r.count,
-                    r.resolution,
-                    r.resolution,
-                    r.skipped.len(),
-                    r.seconds
-                );
+                println!("{}", created(&r, true));
             }
         }
         DatasetCommand::CreateEdgesAndShoes {
@@ -189,14 +198,7 @@ pub fn run(command: DatasetCommand, globals: &Globals) -> Result<()> {
             };
             let r = images::create_edges_and_shoes(&dir, &out, &opts)?;
             if !quiet {
-                println!(
-                    "created {}: {} images at {}×{} in {:.1} s",
-                    r.out.display(),
-                    r.count,
-                    r.resolution,
-                    r.resolution,
-                    r.seconds
-                );
+                println!("{}", created(&r, false));
             }
         }
         DatasetCommand::Synth {

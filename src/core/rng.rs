@@ -1,6 +1,7 @@
-//! A small, fixed pseudo-random generator for everything the dataset code draws (shuffles, synthetic factors,
-//! loader order). It is hand-written on purpose: the sequences are part of the on-disk results (which image is where,
-//! which batch the trainer sees after a resume), so they must not change when a dependency is upgraded.
+//! A small, fixed pseudo-random generator for every host-side draw: the dataset code's (shuffles, synthetic
+//! factors, loader order), the metrics' latents, and the trainer's per-iteration seeds of libtorch's generator.
+//! It is hand-written on purpose: the sequences are part of the on-disk results (which image is where, which
+//! batch the trainer sees after a resume), so they must not change when a dependency is upgraded.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): 64-bit state, passes BigCrush, and any seed is a good seed.
 #[derive(Clone, Debug)]

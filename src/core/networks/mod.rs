@@ -356,30 +356,19 @@ pub fn summary(cfg: &NetConfig) -> Result<String> {
         .layer_info()
         .into_iter()
         .partition(|r| r.name.starts_with("4x4/Q_Encoder/"));
-    for r in d_rows {
-        row(
-            &mut out,
-            "",
-            &r.name,
-            &shape(&r.shape),
-            &thousands(r.params),
-        );
-    }
+    let layer_rows = |out: &mut String, rows: Vec<LayerInfo>| {
+        for r in rows {
+            row(out, "", &r.name, &shape(&r.shape), &thousands(r.params));
+        }
+    };
+    layer_rows(&mut out, d_rows);
     row(&mut out, "", "D total", "", &thousands(d_total));
     if d.has_q_head() {
         let _ = writeln!(
             out,
             "InfoGAN Q head (on D's 4×4 input, before minibatch stddev)"
         );
-        for r in q_rows {
-            row(
-                &mut out,
-                "",
-                &r.name,
-                &shape(&r.shape),
-                &thousands(r.params),
-            );
-        }
+        layer_rows(&mut out, q_rows);
         row(&mut out, "", "Q head total", "", &thousands(q_total));
     }
     Ok(out)
