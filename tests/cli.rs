@@ -225,3 +225,256 @@ fn bad_flag_values_are_one_line_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// The parsed command line, or a panic naming it.
+fn parse(args: &[&str]) -> Cli {
+    let argv = std::iter::once("hessian-gan").chain(args.iter().copied());
+    Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// What a `train`, `visualize`, `figures` or `evaluate` command line hands to the command, for comparisons.
+fn options(args: &[&str]) -> String {
+    use hessian_gan::commands::{evaluate, figures, visualize};
+    match parse(args).command {
+        Command::Train(a) => format!("{:?}", TrainRequest::from(*a)),
+        Command::Visualize(a) => format!("{:?}", visualize::VisualizeOptions::from(*a)),
+        Command::Figures(a) => format!("{:?}", figures::FiguresOptions::from(*a)),
+        Command::Evaluate(a) => format!("{:?}", evaluate::EvaluateOptions::from(*a)),
+        _ => panic!("{args:?}: not a command with options"),
+    }
+}
+
+#[test]
+fn the_reference_spellings_of_every_flag_mean_the_same() {
+    // docs/spec/progan_hp.md §4.1 (train.py), §4.2 (visualize.py), §4.4 (figures.py), §4.3 (evaluate.py): each
+    // flag with a value, in the reference's spelling and in ours.
+    let train: [(&str, &[&str]); 14] = [
+        ("num_gpus", &["2"]),
+        ("total_kimg", &["123"]),
+        ("resume_exp", &["3"]),
+        ("resume_snapshot", &["600"]),
+        ("hp_lambda", &["0.25"]),
+        ("num_rademacher_samples", &["3"]),
+        ("layers_to_reg", &["1", "2", "5"]),
+        ("warmup_kimg", &["7"]),
+        ("hp_start_kimg", &["8"]),
+        ("infogan_lambda", &["1.0"]),
+        ("infogan_nz", &["4"]),
+        ("compute_interp_ticks", &["-1"]),
+        ("compute_metrics_ticks", &["10"]),
+        ("metrics", &["FID", "PPL"]),
+    ];
+    let visualize: [(&str, &[&str]); 9] = [
+        ("snapshot_kimgs", &["600", "latest"]),
+        ("nz_per_vid", &["4"]),
+        ("minibatch_size", &["10"]),
+        ("interpolate_pre_norm", &[]),
+        ("no_loop", &[]),
+        ("stills_only", &[]),
+        ("n_frames_to_save", &["3"]),
+        ("pad_x", &["2"]),
+        ("pad_y", &["5"]),
+    ];
+    let figures: [(&str, &[&str]); 5] = [
+        ("snapshot_kimgs", &["600"]),
+        ("minibatch_size", &["10"]),
+        ("interpolate_pre_norm", &[]),
+        ("model_names", &["HP", "vanilla"]),
+        ("dataset_names", &["CLEVR"]),
+    ];
+    let commands: [(&[&str], &[(&str, &[&str])]); 3] = [
+        (&["train"], &train),
+        (&["visualize", "--models", "0"], &visualize),
+        (&["figures", "--models", "0", "--fig", "diag"], &figures),
+    ];
+    for (base, flags) in commands {
+        for (snake, values) in flags {
+            let kebab = snake.replace('_', "-");
+            let spelled = |flag: &str| -> Vec<String> {
+                let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+                args.push(format!("--{flag}"));
+                args.extend(values.iter().map(|v| v.to_string()));
+                args
+            };
+            let (theirs, ours) = (spelled(snake), spelled(&kebab));
+            let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+            let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+            let without: Vec<&str> = base.to_vec();
+            assert_eq!(options(&theirs), options(&ours), "{theirs:?}");
+            assert_ne!(
+                options(&ours),
+                options(&without),
+                "{ours:?} changes nothing"
+            );
+        }
+    }
+    // evaluate.py: --model (singular) and --snapshot_kimg; its --num_gpus and --resolution are accepted.
+    assert_eq!(
+        options(&[
+            "evaluate",
+            "--model",
+            "clevr_simple_ft",
+            "--snapshot_kimg",
+            "600",
+            "--num_gpus",
+            "4",
+            "--resolution",
+            "128"
+        ]),
+        options(&[
+            "evaluate",
+            "--models",
+            "clevr_simple_ft",
+            "--snapshot-kimgs",
+            "600"
+        ])
+    );
+    // The reference's metric names reach the configuration as metrics.
+    let cfg = resolve(&["--metrics", "FID", "PPL"]);
+    assert_eq!(
+        hessian_gan::metrics::parse_names(&cfg.metrics).unwrap(),
+        [
+            hessian_gan::metrics::MetricKind::Fid,
+            hessian_gan::metrics::MetricKind::Ppl
+        ]
+    );
+    // --help shows our spelling only.
+    let help = Cli::command()
+        .find_subcommand_mut("train")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(
+        help.contains("--hp-lambda") && !help.contains("hp_lambda"),
+        "{help}"
+    );
+}
+
+#[test]
+fn dataset_tool_subcommands_keep_the_reference_argument_order() {
+    use hessian_gan::cli::dataset::DatasetCommand;
+    let dataset = |args: &[&str]| match parse(args).command {
+        Command::Dataset { command } => command.canonical(),
+        _ => panic!("{args:?}: not a dataset command"),
+    };
+    // dataset_tool.py: the output (tfrecord_dir) first, then the images; shuffled unless --shuffle 0.
+    assert_eq!(
+        dataset(&["dataset", "create_from_images", "datasets/mine", "photos"]),
+        dataset(&[
+            "dataset",
+            "create-from-images",
+            "photos",
+            "datasets/mine",
+            "--shuffle"
+        ])
+    );
+    assert_eq!(
+        dataset(&[
+            "dataset",
+            "create_from_images",
+            "out",
+            "in",
+            "--shuffle",
+            "0"
+        ]),
+        dataset(&["dataset", "create-from-images", "in", "out"])
+    );
+    assert_eq!(
+        dataset(&[
+            "dataset",
+            "create_edges_and_shoes",
+            "datasets/e2s",
+            "edges2shoes"
+        ]),
+        dataset(&[
+            "dataset",
+            "create-edges-and-shoes",
+            "edges2shoes",
+            "datasets/e2s",
+            "--resolution",
+            "256"
+        ])
+    );
+    let DatasetCommand::CreateEdgesAndShoes { no_shuffle, .. } = dataset(&[
+        "dataset",
+        "create_edges_and_shoes",
+        "o",
+        "i",
+        "--shuffle",
+        "0",
+    ]) else {
+        panic!("not create-edges-and-shoes");
+    };
+    assert!(no_shuffle);
+    assert_eq!(
+        dataset(&["dataset", "extract", "datasets/mine", "pngs"]),
+        DatasetCommand::Extract {
+            dir: "datasets/mine".into(),
+            out: "pngs".into(),
+            level: None,
+            max: None
+        }
+    );
+    let help = Cli::command()
+        .find_subcommand_mut("dataset")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(!help.contains("create_from_images"), "{help}");
+}
+
+#[test]
+fn the_reference_training_scripts_resolve_to_our_presets() {
+    // docs/spec/progan_hp.md §5: `python train.py … --num_gpus 4 --total_kimg 50000`, one line per script, with
+    // `python train.py` replaced by `hessian-gan train` and `--dry-run` added; compared with configs/<preset>.json.
+    let hp = |d: &str, l: &str, nz: &str| {
+        format!("--dataset {d} --hp_lambda {l} --warmup_kimg 0 --nz {nz}")
+    };
+    let vanilla = |d: &str, nz: &str| format!("--dataset {d} --hp_lambda 0 --nz {nz}");
+    let info = |d: &str, nz: &str, k: &str| {
+        format!("--dataset {d} --hp_lambda 0 --nz {nz} --infogan_lambda 1.0 --infogan_nz {k}")
+    };
+    let scripts = [
+        ("edges_and_shoes_hp", hp("edges_and_shoes", "0.1", "12")),
+        ("clevr_simple_hp", hp("clevr_simple", "0.1", "12")),
+        ("clevr_complex_hp", hp("clevr_complex", "0.1", "12")),
+        ("clevr_1fov_hp", hp("clevr_1fov", "0.025", "12")),
+        ("clevr_u_hp", hp("clevr_simple", "0.025", "3")),
+        (
+            "edges_and_shoes_vanilla",
+            format!("{} --warmup_kimg 10000", vanilla("edges_and_shoes", "12")),
+        ),
+        ("clevr_simple_vanilla", vanilla("clevr_simple", "12")),
+        ("clevr_complex_vanilla", vanilla("clevr_complex", "12")),
+        ("clevr_1fov_vanilla", vanilla("clevr_1fov", "12")),
+        ("clevr_u_vanilla", vanilla("clevr_simple", "3")),
+        (
+            "edges_and_shoes_infogan",
+            info("edges_and_shoes", "12", "12"),
+        ),
+        ("clevr_simple_infogan", info("clevr_simple", "12", "4")),
+        ("clevr_complex_infogan", info("clevr_complex", "12", "10")),
+        ("clevr_1fov_infogan", info("clevr_1fov", "12", "1")),
+        ("clevr_u_infogan", info("clevr_simple", "3", "3")),
+    ];
+    let presets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    for (preset, flags) in scripts {
+        let line = format!("train {flags} --num_gpus 4 --total_kimg 50000 --dry-run");
+        let args: Vec<&str> = line.split_whitespace().collect();
+        let Command::Train(a) = parse(&args).command else {
+            panic!("not train");
+        };
+        let outcome = train::run(&globals(), &(*a).into()).unwrap();
+        let train::TrainOutcome::DryRun { config, .. } = outcome else {
+            panic!("--dry-run trained");
+        };
+        let want = TrainConfig::resolve(
+            TrainConfig::default(),
+            Some(&presets.join(format!("{preset}.json"))),
+            Default::default(),
+        )
+        .unwrap();
+        let got: TrainConfig = serde_json::from_str(&config).unwrap();
+        assert_eq!(got, want, "{line} ≠ configs/{preset}.json");
+    }
+}

@@ -235,6 +235,7 @@ fn edges_and_shoes_splits_each_pair() {
         resolution: 8,
         name: None,
         seed: 7,
+        shuffle: true,
     };
     let r = images::create_edges_and_shoes(&base.join("in"), &out, &opts).unwrap();
     assert_eq!((r.count, r.resolution), (10, 8));

@@ -641,3 +641,37 @@ fn a_dataset_and_a_pretrained_model_download_through_the_registry() {
         Some("bytes=20000-")
     );
 }
+
+#[test]
+fn a_failed_dataset_download_names_the_built_in_stand_in() {
+    use hessian_gan::data::locate::locate;
+    // A mirror that has none of the files: the first level's 404 ends the download at once.
+    let server = TestServer::start();
+    let dir = scratch("stand-in");
+    let datasets = dir.join("datasets");
+    for (name, kind) in [
+        ("clevr_1fov", "clevr-1fov"),
+        ("clevr_simple", "clevr-simple"),
+        ("clevr_u", "clevr-simple"),
+    ] {
+        let err = format!(
+            "{:#}",
+            locate(name, &datasets, Some(&server.base())).unwrap_err()
+        );
+        let stand_in = datasets.join(format!("synth_{}", kind.replace('-', "_")));
+        assert!(err.contains("HTTP 404"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "hessian-gan dataset synth --kind {kind} {}",
+                stand_in.display()
+            )) && err.contains(&format!("--dataset synth_{}", kind.replace('-', "_"))),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+    let err = format!(
+        "{:#}",
+        locate("edges_and_shoes", &datasets, Some(&server.base())).unwrap_err()
+    );
+    assert!(err.contains("create-edges-and-shoes"), "{err}");
+}

@@ -716,3 +716,52 @@ fn metric_suite_runs_only_what_was_asked() {
     drop(ds);
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn bare_evaluate_picks_the_latest_snapshot_of_the_newest_run() {
+    let root = scratch("bare");
+    // No runs: a clear error that says how to name a model.
+    let err = format!(
+        "{:#}",
+        evaluate::default_model(&root.join("results")).unwrap_err()
+    );
+    assert!(
+        err.contains("no snapshot in") && err.contains("--models") && !err.contains('\n'),
+        "{err}"
+    );
+    // The newest run with a snapshot wins; a newer run without one (still starting) is passed over.
+    let results = root.join("results");
+    for (run, snaps) in [
+        ("00000-a", &["000001", "000002"][..]),
+        ("00003-b", &["000004", "000010"][..]),
+        ("00004-c", &[][..]),
+    ] {
+        std::fs::create_dir_all(results.join(run)).unwrap();
+        for s in snaps {
+            let name = format!("network-snapshot-{s}.safetensors");
+            std::fs::write(results.join(run).join(name), b"").unwrap();
+        }
+    }
+    assert_eq!(
+        evaluate::default_model(&results).unwrap(),
+        results.join("00003-b/network-snapshot-000010.safetensors")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+
+    // End to end: `evaluate` with no model evaluates the newest real run on its own training data.
+    let Some(det) = detectors() else { return };
+    let _g = lock();
+    let root = scratch("bare-e2e");
+    tiny_dataset(&root);
+    train_tiny(&root, json!({}));
+    let newest = train_tiny(&root, json!({"seed": 8}));
+    let snap = checkpoint::snapshots_in(&newest).unwrap().pop().unwrap();
+    let mut args = eval_args(&snap, &root, &det);
+    args.models.clear();
+    args.metrics = vec!["fid".into()];
+    let out = evaluate::run(&globals(), &args).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].record["snapshot"], json!(snap));
+    assert!(out[0].rows[0].value.is_finite());
+    std::fs::remove_dir_all(&root).unwrap();
+}

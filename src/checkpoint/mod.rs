@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
-pub use rundir::{find_snapshot, next_run_dir, run_dir_of, snapshots_in};
+pub use rundir::{find_snapshot, newest_snapshot, next_run_dir, run_dir_of, snapshots_in};
 
 /// Counters that, with the networks, optimisers and loader position, make a run resumable exactly.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

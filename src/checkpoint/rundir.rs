@@ -74,3 +74,28 @@ pub fn next_run_dir(results_dir: &Path, desc: &str) -> Result<PathBuf> {
     }
     Ok(results_dir.join(format!("{next:05}-{desc}")))
 }
+
+/// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
+/// no such run (or no `results_dir`).
+pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(results_dir) else {
+        return Ok(None);
+    };
+    let mut runs: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let (number, _) = name.split_once('-')?;
+            Some((number.parse().ok()?, p))
+        })
+        .collect();
+    runs.sort();
+    for (_, run) in runs.into_iter().rev() {
+        if let Some(last) = snapshots_in(&run)?.pop() {
+            return Ok(Some(last));
+        }
+    }
+    Ok(None)
+}

@@ -26,7 +26,7 @@ fn created(r: &images::CreateReport, with_skipped: bool) -> String {
     )
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug, PartialEq)]
 pub enum DatasetCommand {
     /// A dataset from a folder of PNG/JPEG/WebP/BMP images (searched recursively).
     CreateFromImages {
@@ -60,6 +60,27 @@ pub enum DatasetCommand {
         /// Dataset name (default: OUT's directory name).
         #[arg(long)]
         name: Option<String>,
+        /// Store the photos (in file order), then the edge maps, instead of a seeded random mix.
+        #[arg(long)]
+        no_shuffle: bool,
+    },
+    /// dataset_tool.py's `create_from_images TFRECORD_DIR IMAGE_DIR [--shuffle 0|1]`: the reference's argument
+    /// order (the output first) and default (shuffled), as `create-from-images IMAGE_DIR TFRECORD_DIR [--shuffle]`.
+    #[command(name = "create_from_images", hide = true)]
+    ReferenceCreateFromImages {
+        out: PathBuf,
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        shuffle: u8,
+    },
+    /// dataset_tool.py's `create_edges_and_shoes TFRECORD_DIR IMAGE_DIR [--shuffle 0|1]`: the output first, all of
+    /// the pairs' 256² halves, shuffled unless `--shuffle 0`.
+    #[command(name = "create_edges_and_shoes", hide = true)]
+    ReferenceCreateEdgesAndShoes {
+        out: PathBuf,
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        shuffle: u8,
     },
     /// A synthetic dataset with ground-truth factors (CLEVR-like scenes or dSprites).
     Synth {
@@ -140,9 +161,38 @@ pub enum DatasetCommand {
     },
 }
 
+impl DatasetCommand {
+    /// The reference's spellings (dataset_tool.py's sub-commands, docs/spec/progan_hp.md §4.5) as the equivalent
+    /// commands of ours; ours unchanged.
+    pub fn canonical(self) -> Self {
+        match self {
+            DatasetCommand::ReferenceCreateFromImages { out, dir, shuffle } => {
+                DatasetCommand::CreateFromImages {
+                    dir,
+                    out,
+                    resolution: None,
+                    shuffle: shuffle == 1,
+                    skip_bad: false,
+                    name: None,
+                }
+            }
+            DatasetCommand::ReferenceCreateEdgesAndShoes { out, dir, shuffle } => {
+                DatasetCommand::CreateEdgesAndShoes {
+                    dir,
+                    out,
+                    resolution: 256,
+                    name: None,
+                    no_shuffle: shuffle == 0,
+                }
+            }
+            ours => ours,
+        }
+    }
+}
+
 /// Runs a `dataset` subcommand and prints its result.
 pub fn run(command: DatasetCommand, globals: &Globals) -> Result<()> {
-    let quiet = !log::log_enabled!(log::Level::Info);
+    let quiet = !crate::io::log::shows(log::Level::Info);
     match command {
         DatasetCommand::Download {
             name,
@@ -190,16 +240,22 @@ pub fn run(command: DatasetCommand, globals: &Globals) -> Result<()> {
             out,
             resolution,
             name,
+            no_shuffle,
         } => {
             let opts = images::EdgesShoesOptions {
                 resolution,
                 name,
                 seed: globals.seed_or_default(),
+                shuffle: !no_shuffle,
             };
             let r = images::create_edges_and_shoes(&dir, &out, &opts)?;
             if !quiet {
                 println!("{}", created(&r, false));
             }
+        }
+        reference @ (DatasetCommand::ReferenceCreateFromImages { .. }
+        | DatasetCommand::ReferenceCreateEdgesAndShoes { .. }) => {
+            return run(reference.canonical(), globals);
         }
         DatasetCommand::Synth {
             kind,

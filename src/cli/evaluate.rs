@@ -7,11 +7,12 @@ use std::path::PathBuf;
 /// Command-line flags of `evaluate`.
 #[derive(clap::Args, Debug)]
 pub struct EvaluateArgs {
-    /// Models: snapshot files, run directories or results run numbers.
-    #[arg(long, num_args = 1.., required = true)]
+    /// Models: snapshot files, run directories, results run numbers or pretrained names (default: the latest
+    /// snapshot of the newest run in --results-dir, with its own training dataset).
+    #[arg(long, alias = "model", num_args = 1..)]
     pub models: Vec<String>,
     /// Snapshot of each run number / run directory: `latest` or a kimg number (one value for all, or one per model).
-    #[arg(long, num_args = 1.., default_value = "latest")]
+    #[arg(long, aliases = ["snapshot_kimg", "snapshot_kimgs", "snapshot-kimg"], num_args = 1.., default_value = "latest")]
     pub snapshot_kimgs: Vec<String>,
     /// Real data for FID: a dataset name under --datasets-dir (known names are downloaded) or a dataset directory;
     /// default: the dataset the snapshot was trained on.
@@ -57,6 +58,29 @@ pub struct EvaluateArgs {
     /// Print the results as JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// evaluate.py's `--num_gpus`: accepted so its command lines run; metrics run on the one `--device`.
+    #[arg(long, alias = "num_gpus", hide = true)]
+    pub num_gpus: Option<i64>,
+    /// evaluate.py's `--resolution`: accepted so its command lines run; FID uses the model's own resolution.
+    #[arg(long, hide = true)]
+    pub resolution: Option<i64>,
+}
+
+impl EvaluateArgs {
+    /// Notes on the reference's flags that have no effect here.
+    pub fn warn_ignored(&self) {
+        if let Some(n) = self.num_gpus {
+            log::warn!(
+                "--num-gpus {n} has no effect on evaluate: the metrics run on the one --device"
+            );
+        }
+        if let Some(r) = self.resolution {
+            log::warn!(
+                "--resolution {r} has no effect on evaluate: FID compares the model's images with the dataset at \
+                 the model's own resolution"
+            );
+        }
+    }
 }
 
 impl From<EvaluateArgs> for EvaluateOptions {

@@ -16,7 +16,7 @@ pub struct FiguresArgs {
     #[arg(long, value_enum)]
     pub fig: FigArg,
     /// Snapshot of each run-number / run-directory model: `latest` or a kimg number; one for all or one per model.
-    #[arg(long, num_args = 1.., default_value = "latest")]
+    #[arg(long, alias = "snapshot_kimgs", num_args = 1.., default_value = "latest")]
     pub snapshot_kimgs: Vec<String>,
     /// NumPy seeds of the latents; one figure per seed.
     #[arg(long, num_args = 1.., default_value = "0", conflicts_with = "z")]
@@ -25,13 +25,13 @@ pub struct FiguresArgs {
     #[arg(long)]
     pub samples: Option<usize>,
     /// Give G the raw z and let it pixel-normalise (as training did) instead of normalising here first.
-    #[arg(long)]
+    #[arg(long, alias = "interpolate_pre_norm")]
     pub interpolate_pre_norm: bool,
     /// Legend names (active: one per model of a dataset) or row labels (other figures: one per model).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, alias = "model_names", num_args = 1..)]
     pub model_names: Option<Vec<String>>,
     /// Subplot titles of --fig active, one per dataset.
-    #[arg(long, num_args = 1..)]
+    #[arg(long, alias = "dataset_names", num_args = 1..)]
     pub dataset_names: Option<Vec<String>>,
     /// Finite-difference step of the Hessians and Hessian Penalties.
     #[arg(long, default_value_t = 0.1)]
@@ -43,8 +43,11 @@ pub struct FiguresArgs {
     #[arg(long)]
     pub z: Option<PathBuf>,
     /// Most latents per generator call.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, alias = "minibatch_size", default_value_t = 100)]
     pub minibatch_size: usize,
+    /// figures.py's `--nz_per_vid`, which figures.py declares but never uses; accepted so its command lines run.
+    #[arg(long, alias = "nz_per_vid", hide = true)]
+    pub nz_per_vid: Option<i64>,
     /// Root of the outputs.
     #[arg(long, default_value = "visuals")]
     pub out: PathBuf,
@@ -54,6 +57,15 @@ pub struct FiguresArgs {
     /// Where pretrained models (`clevr_simple_ft`, …) are downloaded and converted.
     #[arg(long, default_value = reference::PRETRAINED_DIR)]
     pub pretrained_dir: PathBuf,
+}
+
+impl FiguresArgs {
+    /// Notes on the reference's flags that have no effect here.
+    pub fn warn_ignored(&self) {
+        if let Some(n) = self.nz_per_vid {
+            log::warn!("--nz-per-vid {n} has no effect on figures (figures.py ignores it too)");
+        }
+    }
 }
 
 impl From<FiguresArgs> for FiguresOptions {

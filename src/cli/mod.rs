@@ -123,6 +123,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Evaluate(args) => {
             let json = args.json;
+            args.warn_ignored();
             let evaluations = commands::evaluate::run(&globals, &(*args).into())?;
             evaluate::print(&evaluations, json);
         }
@@ -145,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Figures(args) => {
+            args.warn_ignored();
             let report = commands::figures::run(&globals, &(*args).into())?;
             figures::print_diag(&report);
             if !quiet {

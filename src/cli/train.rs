@@ -19,10 +19,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Results run number to resume or fine-tune (results/NNNNN-*).
-    #[arg(long)]
+    #[arg(long, alias = "resume_exp")]
     pub resume_exp: Option<u32>,
     /// Which snapshot of --resume-exp: latest or a kimg number.
-    #[arg(long, default_value = "latest")]
+    #[arg(long, alias = "resume_snapshot", default_value = "latest")]
     pub resume_snapshot: String,
     /// Resume from this snapshot file instead of --resume-exp.
     #[arg(long, conflicts_with = "resume_exp")]
@@ -36,38 +36,38 @@ pub struct TrainArgs {
     #[arg(long)]
     pub nz: Option<i64>,
     /// Training length in thousands of real images shown to D.
-    #[arg(long)]
+    #[arg(long, alias = "total_kimg")]
     pub total_kimg: Option<f64>,
     /// Hessian Penalty weight (after ramp-up); 0 disables it.
-    #[arg(long)]
+    #[arg(long, alias = "hp_lambda")]
     pub hp_lambda: Option<f64>,
     /// Finite-difference step of the Hessian Penalty.
     #[arg(long)]
     pub epsilon: Option<f64>,
     /// Rademacher samples k of the Hessian Penalty (≥ 2).
-    #[arg(long)]
+    #[arg(long, alias = "num_rademacher_samples")]
     pub num_rademacher_samples: Option<usize>,
     /// Generator layers to regularise (1 = dense, 2..2R−2 = convs, 2R−1 = RGB); default 1..10.
-    #[arg(long, num_args = 1..)]
+    #[arg(long, alias = "layers_to_reg", num_args = 1..)]
     pub layers_to_reg: Option<Vec<usize>>,
     /// Linear ramp of the HP weight, in kimg from --hp-start-kimg (the reference default is 10000).
-    #[arg(long)]
+    #[arg(long, alias = "warmup_kimg")]
     pub warmup_kimg: Option<f64>,
-    #[arg(long)]
+    #[arg(long, alias = "hp_start_kimg")]
     pub hp_start_kimg: Option<f64>,
-    #[arg(long)]
+    #[arg(long, alias = "infogan_lambda")]
     pub infogan_lambda: Option<f64>,
     /// Number of leading z components regularised by InfoGAN.
-    #[arg(long)]
+    #[arg(long, alias = "infogan_nz")]
     pub infogan_nz: Option<i64>,
     /// Virtual GPUs: total batch = 4-GPU table × num_gpus/4, processed as num_gpus chunks (1, 2, 4 or 8).
-    #[arg(long)]
+    #[arg(long, alias = "num_gpus")]
     pub num_gpus: Option<i64>,
     /// Ticks between traversal GIFs (−1 disables).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, alias = "compute_interp_ticks", allow_negative_numbers = true)]
     pub compute_interp_ticks: Option<i64>,
     /// Ticks between metric evaluations (only on snapshot ticks, as the reference).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, alias = "compute_metrics_ticks", allow_negative_numbers = true)]
     pub compute_metrics_ticks: Option<i64>,
     /// Metrics at snapshot ticks, comma-separated: fid (fid50k), ppl (ppl_zend_v2); see `evaluate`.
     #[arg(long, num_args = 1.., value_delimiter = ',')]

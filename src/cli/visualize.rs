@@ -13,7 +13,7 @@ pub struct VisualizeArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub models: Vec<String>,
     /// Snapshot of run numbers and run directories: `latest` or a kimg; one value for all models or one per model.
-    #[arg(long, num_args = 1.., default_value = "latest")]
+    #[arg(long, alias = "snapshot_kimgs", num_args = 1.., default_value = "latest")]
     pub snapshot_kimgs: Vec<String>,
     /// Where run numbers are looked up.
     #[arg(long, default_value = "results")]
@@ -28,7 +28,7 @@ pub struct VisualizeArgs {
     #[arg(long, num_args = 1..)]
     pub seeds: Option<Vec<u64>>,
     /// Components (rows) per video; capped at nz.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, alias = "nz_per_vid", default_value_t = 12)]
     pub nz_per_vid: i64,
     /// Base latents (columns) per video.
     #[arg(long, default_value_t = 8)]
@@ -40,29 +40,29 @@ pub struct VisualizeArgs {
     #[arg(long, default_value_t = 2.0)]
     pub extent: f64,
     /// Latents per generator call.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, alias = "minibatch_size", default_value_t = 100)]
     pub minibatch_size: i64,
     /// Sweep the raw z and let G normalise it (recommended for small nz such as CLEVR-U); by default the
     /// pixel-normalised z is swept and G's latent normalisation is off.
-    #[arg(long)]
+    #[arg(long, alias = "interpolate_pre_norm")]
     pub interpolate_pre_norm: bool,
     /// Play the sweep once (−extent → +extent) instead of forward and back.
-    #[arg(long)]
+    #[arg(long, alias = "no_loop")]
     pub no_loop: bool,
     /// Only write the still strips (needs --n-frames-to-save > 0).
-    #[arg(long, conflicts_with_all = ["grid", "z"])]
+    #[arg(long, alias = "stills_only", conflicts_with_all = ["grid", "z"])]
     pub stills_only: bool,
     /// Frames per component saved as a PNG strip flattened_frames/zNNN.png (0 = none).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, alias = "n_frames_to_save", default_value_t = 0)]
     pub n_frames_to_save: usize,
     /// Rows = base latents, columns = components.
     #[arg(long)]
     pub transpose: bool,
     /// Black pixels between columns of a video frame.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, alias = "pad_x", default_value_t = 0)]
     pub pad_x: usize,
     /// Black pixels between rows of a video frame.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, alias = "pad_y", default_value_t = 0)]
     pub pad_y: usize,
     /// Frames per second of the videos.
     #[arg(long, default_value_t = 60)]

@@ -3,7 +3,7 @@
 //! `<results>/metrics.jsonl`, and the latents used (`<snapshot stem>-fid-z.npy`, `<snapshot stem>-ppl-z.npy`). The
 //! trainer runs the same [`MetricSuite`] at snapshot ticks.
 
-use crate::checkpoint::{reference, snapshot_config};
+use crate::checkpoint::{newest_snapshot, reference, snapshot_config};
 use crate::commands::Globals;
 use crate::core::latents;
 use crate::data::{locate, Dataset};
@@ -13,13 +13,14 @@ use crate::metrics::{parse_names, MetricKind, MetricSuite, MetricsOptions};
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// Settings of `evaluate` (the command line: `cli::evaluate::EvaluateArgs`).
 #[derive(Clone, Debug)]
 pub struct EvaluateOptions {
-    /// Models: snapshot files, run directories or results run numbers.
+    /// Models: snapshot files, run directories, results run numbers or pretrained names; empty: the latest
+    /// snapshot of the newest run in `results_dir` ([`default_model`]).
     pub models: Vec<String>,
     /// Snapshot of each run number / run directory: `latest` or a kimg number (one value for all, or one per model).
     pub snapshot_kimgs: Vec<String>,
@@ -73,6 +74,24 @@ pub struct Evaluation {
     pub rows: Vec<MetricRow>,
 }
 
+/// The model of a bare `evaluate`: the latest snapshot of the newest run in `results_dir` (the reference's
+/// evaluate.py needs `--model`; the project's own instructions run `hessian-gan evaluate` after training).
+pub fn default_model(results_dir: &Path) -> Result<PathBuf> {
+    let snapshot = newest_snapshot(results_dir)?.with_context(|| {
+        format!(
+            "no snapshot in {} to evaluate; name a model with --models (a snapshot file, a run directory, a run \
+             number, or a pretrained name such as clevr_simple_ft), or train one first",
+            results_dir.display()
+        )
+    })?;
+    log::info!(
+        "evaluating {} (the latest snapshot of the newest run in {}) on the dataset it was trained on",
+        snapshot.display(),
+        results_dir.display()
+    );
+    Ok(snapshot)
+}
+
 /// Entry point of `hessian-gan evaluate`.
 pub fn run(globals: &Globals, args: &EvaluateOptions) -> Result<Vec<Evaluation>> {
     let kinds = parse_names(&args.metrics)?;
@@ -80,11 +99,15 @@ pub fn run(globals: &Globals, args: &EvaluateOptions) -> Result<Vec<Evaluation>>
         !kinds.is_empty(),
         "--metrics is empty; use fid, ppl or fid,ppl"
     );
+    let models = match args.models.as_slice() {
+        [] => vec![default_model(&args.results_dir)?.display().to_string()],
+        given => given.to_vec(),
+    };
     ensure!(
-        args.snapshot_kimgs.len() == 1 || args.snapshot_kimgs.len() == args.models.len(),
+        args.snapshot_kimgs.len() == 1 || args.snapshot_kimgs.len() == models.len(),
         "--snapshot-kimgs has {} values for {} models; give one for all or one per model",
         args.snapshot_kimgs.len(),
-        args.models.len()
+        models.len()
     );
     let z_file = match &args.z {
         Some(p) => {
@@ -111,8 +134,7 @@ pub fn run(globals: &Globals, args: &EvaluateOptions) -> Result<Vec<Evaluation>>
     // Resolve every model before the (long) work starts, so a typo fails at once.
     let mut resolver = globals.resolver(&args.results_dir);
     resolver.pretrained_dir = args.pretrained_dir.clone();
-    let refs: Vec<reference::ModelRef> = args
-        .models
+    let refs: Vec<reference::ModelRef> = models
         .iter()
         .enumerate()
         .map(|(i, m)| {

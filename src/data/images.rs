@@ -245,6 +245,9 @@ pub struct EdgesShoesOptions {
     pub resolution: u32,
     pub name: Option<String>,
     pub seed: u64,
+    /// Store the 2N entries in the seeded random order (the default, as the reference's `--shuffle 1`); without it
+    /// the photos come first in file order, then the edge maps.
+    pub shuffle: bool,
 }
 
 /// `dataset create-edges-and-shoes DIR OUT` (docs/spec/progan_hp.md §4.5): each pix2pix pair in `DIR/train` (edge map on the
@@ -273,7 +276,11 @@ pub fn create_edges_and_shoes(
     let files = list_images(&train)?;
     ensure!(!files.is_empty(), "no images under {}", train.display());
     let n = files.len();
-    let order = rng::permutation(2 * n, rng::derive_seed(opts.seed, &[0xe25]));
+    let order: Vec<u32> = if opts.shuffle {
+        rng::permutation(2 * n, rng::derive_seed(opts.seed, &[0xe25]))
+    } else {
+        (0..2 * n as u32).collect()
+    };
     let t0 = std::time::Instant::now();
     let name = opts.name.clone().unwrap_or_else(|| default_name(out));
     let mut count = 0;

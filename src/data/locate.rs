@@ -79,7 +79,8 @@ pub fn download_dataset(
             label: Some(file.file_name.clone()),
             ..Default::default()
         };
-        download::ensure_file(&file.url(&base), &staging.join(&file.file_name), &opts)?;
+        download::ensure_file(&file.url(&base), &staging.join(&file.file_name), &opts)
+            .map_err(|e| with_offline_hint(e, name, datasets_dir))?;
     }
     import_tfrecords(&staging, &out, None)?;
     if !keep {
@@ -87,6 +88,31 @@ pub fn download_dataset(
             .with_context(|| format!("cannot remove {}", staging.display()))?;
     }
     Ok(out)
+}
+
+/// A failed download of a known dataset, with the way to train without the network: the built-in synthetic
+/// stand-in of the CLEVR datasets (or, for edges_and_shoes, the pix2pix folder it is made from).
+fn with_offline_hint(err: anyhow::Error, name: &str, datasets_dir: &Path) -> anyhow::Error {
+    let kind = match name {
+        "clevr_simple" | "clevr_u" => Some("clevr-simple"),
+        "clevr_complex" => Some("clevr-complex"),
+        "clevr_1fov" => Some("clevr-1fov"),
+        _ => None,
+    };
+    let hint = match kind {
+        Some(kind) => {
+            let stand_in = format!("synth_{}", kind.replace('-', "_"));
+            format!(
+                "without the network, `hessian-gan dataset synth --kind {kind} {}` makes a built-in stand-in with \
+                 ground-truth factors; then pass --dataset {stand_in}",
+                datasets_dir.join(&stand_in).display()
+            )
+        }
+        None => "without the network, make it from the pix2pix edges2shoes folder with `hessian-gan dataset \
+                 create-edges-and-shoes DIR OUT` and pass --dataset OUT"
+            .to_string(),
+    };
+    anyhow::anyhow!("{err:#}; {hint}")
 }
 
 /// How many images of each imported dataset are checked level by level against the reference's own lower-level
