@@ -244,11 +244,14 @@ fn options(args: &[&str]) -> String {
     }
 }
 
+/// A flag in the reference's spelling and the values given with it.
+type Flag<'a> = (&'a str, &'a [&'a str]);
+
 #[test]
 fn the_reference_spellings_of_every_flag_mean_the_same() {
     // docs/spec/progan_hp.md §4.1 (train.py), §4.2 (visualize.py), §4.4 (figures.py), §4.3 (evaluate.py): each
     // flag with a value, in the reference's spelling and in ours.
-    let train: [(&str, &[&str]); 14] = [
+    let train: [Flag; 14] = [
         ("num_gpus", &["2"]),
         ("total_kimg", &["123"]),
         ("resume_exp", &["3"]),
@@ -264,7 +267,7 @@ fn the_reference_spellings_of_every_flag_mean_the_same() {
         ("compute_metrics_ticks", &["10"]),
         ("metrics", &["FID", "PPL"]),
     ];
-    let visualize: [(&str, &[&str]); 9] = [
+    let visualize: [Flag; 9] = [
         ("snapshot_kimgs", &["600", "latest"]),
         ("nz_per_vid", &["4"]),
         ("minibatch_size", &["10"]),
@@ -275,14 +278,14 @@ fn the_reference_spellings_of_every_flag_mean_the_same() {
         ("pad_x", &["2"]),
         ("pad_y", &["5"]),
     ];
-    let figures: [(&str, &[&str]); 5] = [
+    let figures: [Flag; 5] = [
         ("snapshot_kimgs", &["600"]),
         ("minibatch_size", &["10"]),
         ("interpolate_pre_norm", &[]),
         ("model_names", &["HP", "vanilla"]),
         ("dataset_names", &["CLEVR"]),
     ];
-    let commands: [(&[&str], &[(&str, &[&str])]); 3] = [
+    let commands: [(&[&str], &[Flag]); 3] = [
         (&["train"], &train),
         (&["visualize", "--models", "0"], &visualize),
         (&["figures", "--models", "0", "--fig", "diag"], &figures),
