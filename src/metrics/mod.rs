@@ -5,6 +5,7 @@
 //! [`suite::MetricSuite`] runs them for the `evaluate` command and for the trainer's metric ticks.
 
 pub mod detector;
+pub mod disentanglement;
 pub mod fid;
 pub mod ppl;
 pub mod suite;
