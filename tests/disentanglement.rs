@@ -229,3 +229,150 @@ fn bad_inputs_are_one_line_errors() {
     assert!(err.contains("discrete"), "{err}");
     let _ = f.sum_axis(Axis(0));
 }
+
+/// An .npy fixture as float64 values and its shape.
+fn npy(name: &str) -> (Vec<i64>, Vec<f64>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/score")
+        .join(name);
+    let t = tch::Tensor::read_npy(&path).unwrap();
+    let v = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
+    (t.size(), v)
+}
+
+#[test]
+fn agrees_with_numpy_and_scikit_learn() {
+    // tests/fixtures/make_score_fixture.py computed these with NumPy and scikit-learn as metric.py does.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/score");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let matrix = |name: &str| {
+        let (s, v) = npy(name);
+        Array2::from_shape_vec((s[0] as usize, s[1] as usize), v).unwrap()
+    };
+    let (codes, factors) = (matrix("codes.npy"), matrix("factors.npy"));
+    let (gs, gv) = npy("group_codes.npy");
+    let (g, l, d) = (gs[0] as usize, gs[1] as usize, gs[2] as usize);
+    let (_, labels) = npy("group_labels.npy");
+    let groups = Groups {
+        codes: (0..g)
+            .map(|i| {
+                Array2::from_shape_vec((l, d), gv[i * l * d..(i + 1) * l * d].to_vec()).unwrap()
+            })
+            .collect(),
+        labels: labels.iter().map(|&v| v as usize).collect(),
+    };
+    let s = dis::score(
+        codes.view(),
+        factors.view(),
+        &[true, false, false],
+        Some(&groups),
+        expected["dhsic_rows"].as_u64().unwrap() as usize,
+    )
+    .unwrap();
+    let got = serde_json::to_value(&s).unwrap();
+    // Tolerances: the counting metrics and closed forms to rounding; Lasso (coordinate descent to 1e-4, same
+    // objective) and the logistic regressions (L-BFGS to a gradient of 1e-4) to their solvers' precision.
+    for (key, tol) in [
+        ("factor_vae", 1e-12),
+        ("factor_vae_revised", 1e-12),
+        ("beta_vae", 1e-12),
+        ("sap", 1e-9),
+        ("mig", 1e-9),
+        ("modularity", 1e-9),
+        ("explicitness", 1e-4),
+        ("dci_lasso_disentanglement", 1e-6),
+        ("dci_lasso_completeness", 1e-6),
+        ("dhsic", 1e-9),
+    ] {
+        let (a, b) = (got[key].as_f64().unwrap(), expected[key].as_f64().unwrap());
+        assert!((a - b).abs() <= tol, "{key}: ours {a}, scikit-learn {b}");
+    }
+    for key in ["mi", "sap_matrix", "dci_lasso_importance"] {
+        let (a, b) = (
+            got[key].as_array().unwrap(),
+            expected[key].as_array().unwrap(),
+        );
+        for (ra, rb) in a.iter().zip(b) {
+            for (x, y) in ra.as_array().unwrap().iter().zip(rb.as_array().unwrap()) {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!((x - y).abs() < 1e-6, "{key}: {x} vs {y}");
+            }
+        }
+    }
+    assert_eq!(got["factor_vae_votes"], expected["factor_vae_votes"]);
+}
+
+#[test]
+fn the_score_command_reads_npy_files_and_names_bad_ones() {
+    use hessian_gan::commands::score::{self, ScoreOptions};
+    use hessian_gan::commands::Globals;
+    let dir = std::env::temp_dir().join(format!("hg-score-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/score");
+    let opts = ScoreOptions {
+        codes: Some(fixture.join("codes.npy")),
+        factors: Some(fixture.join("factors.npy")),
+        discrete_factors: vec![0],
+        group_codes: Some(fixture.join("group_codes.npy")),
+        group_labels: Some(fixture.join("group_labels.npy")),
+        dhsic_rows: 200,
+        out: Some(dir.join("scores.json")),
+    };
+    let reports = score::run(&Globals::default(), &opts).unwrap();
+    assert_eq!(reports.len(), 1);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("scores.json")).unwrap()).unwrap();
+    assert_eq!(
+        written["factor_vae"],
+        serde_json::json!(reports[0].scores.factor_vae)
+    );
+    // Too few rows in the codes: the error names both files.
+    let short = dir.join("short.npy");
+    tch::Tensor::zeros([5, 4], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&short)
+        .unwrap();
+    let err = format!(
+        "{:#}",
+        score::run(
+            &Globals::default(),
+            &ScoreOptions {
+                codes: Some(short.clone()),
+                ..opts.clone()
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("short.npy") && err.contains("factors.npy") && err.contains("5 rows"),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        score::run(
+            &Globals::default(),
+            &ScoreOptions {
+                discrete_factors: vec![7],
+                ..opts.clone()
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("--discrete-factors 7"), "{err}");
+    let err = format!(
+        "{:#}",
+        score::run(
+            &Globals::default(),
+            &ScoreOptions {
+                codes: Some(dir.join("missing.npy")),
+                ..opts.clone()
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("--codes") && err.contains("missing.npy"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@
 pub mod dataset;
 pub mod evaluate;
 pub mod figures;
+pub mod score;
 pub mod train;
 pub mod values;
 pub mod visualize;
@@ -83,6 +84,9 @@ pub enum Command {
     },
     /// The paper's figures: Hessian heatmaps, Table 2 diagonal-ness, per-pixel HP heatmaps, activeness.
     Figures(Box<figures::FiguresArgs>),
+    /// Disentanglement against ground-truth factors: FactorVAE, BetaVAE, SAP, MIG, modularity, explicitness,
+    /// DCI and dHSIC of given codes.
+    Score(Box<score::ScoreArgs>),
 }
 
 /// Runs a parsed command line: sets up logging, then runs the command and prints its results.
@@ -154,6 +158,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     println!("wrote {}", f.display());
                 }
             }
+        }
+        Command::Score(args) => {
+            let json = args.json;
+            let reports = commands::score::run(&globals, &(*args).into())?;
+            score::print(&reports, json)?;
         }
         Command::Visualize(args) => {
             for set in commands::visualize::run(&globals, &(*args).into())? {
