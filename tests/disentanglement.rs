@@ -376,3 +376,99 @@ fn the_score_command_reads_npy_files_and_names_bad_ones() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A toy "generator" that renders CLEVR-like scenes through the synthetic renderer: the object's x and y are
+/// functions of z (z2 is ignored), hue and shape fixed.
+fn toy_generator(mix: bool) -> impl Fn(&tch::Tensor) -> tch::Tensor {
+    use hessian_gan::data::synth::{self, Kind};
+    move |z: &tch::Tensor| {
+        let z = Vec::<f32>::try_from(z.to_kind(tch::Kind::Float).contiguous().view([-1])).unwrap();
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-1.2 * v).exp());
+        let images: Vec<tch::Tensor> = z
+            .chunks(3)
+            .map(|c| {
+                let (x, y) = if mix {
+                    (sigmoid(c[0] + c[1]), sigmoid(c[0] - c[1]))
+                } else {
+                    (sigmoid(c[0]), sigmoid(c[1]))
+                };
+                let px = synth::render(Kind::ClevrSimple, &[x, y, 0.5, 1.0], 16).unwrap();
+                tch::Tensor::from_slice(&px).view([3, 16, 16])
+            })
+            .collect();
+        hessian_gan::data::reals::to_float(&tch::Tensor::stack(&images, 0))
+    }
+}
+
+#[test]
+fn encoder_free_scores_see_which_component_moves_which_factor() {
+    use hessian_gan::data::synth::{self, Kind, SynthOptions};
+    use hessian_gan::data::Dataset;
+    use hessian_gan::metrics::encoder_free::{score_generator, EncoderFreeOptions};
+    use hessian_gan::metrics::predictor::{FactorPredictor, PredictorOptions};
+    let dir = std::env::temp_dir().join(format!("hg-encoder-free-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("clevr16");
+    synth::generate(
+        &data,
+        &SynthOptions {
+            kind: Kind::ClevrSimple,
+            count: 3000,
+            resolution: 16,
+            seed: 3,
+            name: None,
+        },
+    )
+    .unwrap();
+    let ds = Dataset::open(&data).unwrap();
+    let popts = PredictorOptions {
+        steps: 800,
+        ..Default::default()
+    };
+    let cache = dir.join("cache");
+    let device = tch::Device::Cpu;
+    let predictor = FactorPredictor::load_or_train(&ds, 4, &cache, &popts, device).unwrap();
+    let q = &predictor.meta.quality;
+    assert_eq!(q.len(), 4);
+    assert!(
+        q[0].value > 0.8 && q[1].value > 0.8,
+        "x and y are read well: {q:?}"
+    );
+    // The second time it comes from the cache, identical.
+    let again = FactorPredictor::load_or_train(&ds, 4, &cache, &popts, device).unwrap();
+    let x = hessian_gan::data::reals::to_float(&ds.first_images(4, 8).unwrap());
+    assert!(predictor.predict(&x).0.equal(&again.predict(&x).0));
+
+    let opts = EncoderFreeOptions {
+        samples: 1200,
+        groups: 30,
+        group_size: 20,
+        effect_bases: 8,
+        effect_steps: 8,
+        dhsic_rows: 300,
+        ..Default::default()
+    };
+    let toy = score_generator(&toy_generator(false), 3, &predictor, &ds, &opts, device).unwrap();
+    let mixed = score_generator(&toy_generator(true), 3, &predictor, &ds, &opts, device).unwrap();
+    let e = &toy.effect;
+    // z0 moves x, z1 moves y, z2 moves nothing (the same images: exactly 0).
+    assert!(e[0][0] > 0.3 && e[0][1] < 0.25 * e[0][0], "{e:?}");
+    assert!(e[1][1] > 0.3 && e[1][0] < 0.25 * e[1][1], "{e:?}");
+    assert!(e[2].iter().all(|&v| v == 0.0), "{e:?}");
+    assert!(
+        toy.effect_disentanglement > mixed.effect_disentanglement + 0.1,
+        "toy {} {:?} vs mixed {} {:?}",
+        toy.effect_disentanglement,
+        toy.effect,
+        mixed.effect_disentanglement,
+        mixed.effect
+    );
+    assert!(
+        toy.scores.mig > mixed.scores.mig,
+        "MIG toy {} mixed {}",
+        toy.scores.mig,
+        mixed.scores.mig
+    );
+    assert!(toy.predictor_frechet_distance.is_finite());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -442,7 +442,7 @@ fn standardise(a: ArrayView2<f64>) -> Array2<f64> {
 }
 
 /// `1 − H_base(p)` of a distribution `p` (unnormalised weights), with the reference's 1e-12 guard in the log.
-fn one_minus_entropy(p: &[f64], base: usize) -> f64 {
+pub fn one_minus_entropy(p: &[f64], base: usize) -> f64 {
     let total: f64 = p.iter().sum();
     if total <= 0.0 || base < 2 {
         return 0.0;
