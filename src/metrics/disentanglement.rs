@@ -442,7 +442,7 @@ fn standardise(a: ArrayView2<f64>) -> Array2<f64> {
 }
 
 /// `1 − H_base(p)` of a distribution `p` (unnormalised weights), with the reference's 1e-12 guard in the log.
-pub fn one_minus_entropy(p: &[f64], base: usize) -> f64 {
+fn one_minus_entropy(p: &[f64], base: usize) -> f64 {
     let total: f64 = p.iter().sum();
     if total <= 0.0 || base < 2 {
         return 0.0;
@@ -478,18 +478,28 @@ pub fn dci_lasso(
             .with_context(|| format!("Lasso for factor {j}"))?;
         r.column_mut(j).assign(&model.hyperplane().mapv(f64::abs));
     }
+    let (disent, complete) = dci_from_importance(&r);
+    Ok((disent, complete, r))
+}
+
+/// DCI's disentanglement and completeness of an importance matrix `r` `[codes, factors]`: per code
+/// `1 − H_K(P_i·)` weighted by its share of the total importance, and per factor `1 − H_D(P̃_·j)` averaged. An
+/// all-zero matrix gives (0, 0).
+pub fn dci_from_importance(r: &Array2<f64>) -> (f64, f64) {
+    let (d, k) = r.dim();
     let total = r.sum();
-    let (mut disent, mut complete) = (0.0, Vec::new());
-    if total > 0.0 {
-        for i in 0..d {
-            let row = r.row(i).to_vec();
-            disent += row.iter().sum::<f64>() / total * one_minus_entropy(&row, k);
-        }
-        for j in 0..k {
-            complete.push(one_minus_entropy(&r.column(j).to_vec(), d));
-        }
+    if total <= 0.0 {
+        return (0.0, 0.0);
     }
-    Ok((disent, mean(&complete), r))
+    let disent = r
+        .outer_iter()
+        .map(|row| row.sum() / total * one_minus_entropy(&row.to_vec(), k))
+        .sum();
+    let complete: Vec<f64> = r
+        .axis_iter(Axis(1))
+        .map(|col| one_minus_entropy(&col.to_vec(), d))
+        .collect();
+    (disent, mean(&complete))
 }
 
 /// FactorVAE (Kim & Mnih): codes scaled by their std over `std_codes`; per group the dimension with the least

@@ -12,7 +12,7 @@
 //!   an offline quality number (not FID: the features are the predictor's, not Inception's).
 
 use crate::data::Dataset;
-use crate::metrics::disentanglement::{self, one_minus_entropy, Scores};
+use crate::metrics::disentanglement::{self, Scores};
 use crate::metrics::fid::{feature_stats, frechet_distance};
 use crate::metrics::predictor::{FactorPredictor, FactorQuality};
 use anyhow::Result;
@@ -208,22 +208,9 @@ pub fn score_generator(
             effect[i as usize][j] = moved;
         }
     }
-    let total: f64 = effect.iter().flatten().sum();
-    let effect_disentanglement = if total > 0.0 {
-        effect
-            .iter()
-            .map(|row| row.iter().sum::<f64>() / total * one_minus_entropy(row, k))
-            .sum()
-    } else {
-        0.0
-    };
-    let effect_completeness = (0..k)
-        .map(|j| {
-            let col: Vec<f64> = effect.iter().map(|row| row[j]).collect();
-            one_minus_entropy(&col, nz as usize)
-        })
-        .sum::<f64>()
-        / k as f64;
+    let matrix = Array2::from_shape_fn((nz as usize, k), |(i, j)| effect[i][j]);
+    let (effect_disentanglement, effect_completeness) =
+        disentanglement::dci_from_importance(&matrix);
 
     // The predictor's Fréchet distance between real and generated images.
     let level = reals.level(predictor.meta.resolution.trailing_zeros())?;
