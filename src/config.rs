@@ -34,6 +34,12 @@ pub struct TrainConfig {
     pub metrics: Vec<String>,
     /// Sample counts, metric networks and cache of those metrics.
     pub metrics_options: crate::metrics::MetricsOptions,
+    /// Ticks between encoder-free disentanglement scores (on snapshot ticks; 0 = never). Needs a dataset with
+    /// factors; the factor predictor is cached in `metrics_options.cache_dir`.
+    pub score_ticks: i64,
+    /// (z, factor) pairs and FactorVAE groups of 100 of those scores.
+    pub score_samples: usize,
+    pub score_groups: usize,
     pub fmap_base: i64,
     pub fmap_max: i64,
     pub lod_initial_resolution: i64,
@@ -76,6 +82,9 @@ impl Default for TrainConfig {
             compute_metrics_ticks: 5,
             metrics: Vec::new(),
             metrics_options: crate::metrics::MetricsOptions::default(),
+            score_ticks: 0,
+            score_samples: 10_000,
+            score_groups: 100,
             fmap_base: 8192,
             fmap_max: 512,
             lod_initial_resolution: 4,
@@ -219,6 +228,15 @@ impl TrainConfig {
                 self.compute_metrics_ticks
             );
         }
+        ensure!(
+            self.score_ticks >= 0,
+            "--score-ticks must be 0 (never) or more, got {}",
+            self.score_ticks
+        );
+        ensure!(
+            self.score_ticks == 0 || (self.score_samples >= 10 && self.score_groups >= 1),
+            "--score-samples must be at least 10 and --score-groups at least 1 with --score-ticks"
+        );
         self.schedule().validate()?;
         let net = self.net();
         net.validate()?;

@@ -91,6 +91,9 @@ fn every_train_flag_changes_the_resolved_config() {
             json!(7),
         ),
         ("metrics", vec!["fid,ppl"], "metrics", json!(["fid", "ppl"])),
+        ("score-ticks", vec!["3"], "score_ticks", json!(3)),
+        ("score-samples", vec!["500"], "score_samples", json!(500)),
+        ("score-groups", vec!["20"], "score_groups", json!(20)),
         ("fmap-base", vec!["4096"], "fmap_base", json!(4096)),
         ("fmap-max", vec!["256"], "fmap_max", json!(256)),
         (

@@ -44,7 +44,11 @@ fn groups(rng: &mut Rng, encode: &dyn Fn(&[f64]) -> Vec<f64>) -> Groups {
         codes.push(Array2::from_shape_fn((40, d), |(i, j)| rows[i][j]));
         labels.push(k);
     }
-    Groups { codes, labels }
+    Groups {
+        codes,
+        labels,
+        std_codes: None,
+    }
 }
 
 fn encode_all(f: &Array2<f64>, encode: &dyn Fn(&[f64]) -> Vec<f64>) -> Array2<f64> {
@@ -74,6 +78,9 @@ fn codes_equal_to_the_factors_score_near_one() {
     assert!(s.modularity > 0.95, "modularity {}", s.modularity);
     assert!(s.dci_lasso_disentanglement > 0.95, "{s:?}");
     assert!(s.dci_lasso_completeness > 0.95, "{s:?}");
+    // The forest variant: each factor's trees split on its own code alone.
+    assert!(s.dci_forest_disentanglement > 0.95, "{s:?}");
+    assert!(s.dci_forest_completeness > 0.95, "{s:?}");
     assert!(s.sap > 0.6, "SAP {}", s.sap);
     assert!(s.explicitness > 0.85, "explicitness {}", s.explicitness);
     // SAP's continuous entries are R²: 1 on the diagonal.
@@ -152,6 +159,16 @@ fn codes_mixing_two_factors_land_in_between() {
         mixed.dci_lasso_disentanglement,
     );
     assert!(i > m + 0.2, "DCI disentanglement: identity {i}, mixed {m}");
+    // Random-forest DCI orders all three (on noise the trees spread their splits over every code).
+    let (i, m, r) = (
+        identity.dci_forest_disentanglement,
+        mixed.dci_forest_disentanglement,
+        noise.dci_forest_disentanglement,
+    );
+    assert!(
+        i > m + 0.2 && m > r,
+        "DCI-RF disentanglement: identity {i}, mixed {m}, noise {r}"
+    );
 }
 
 #[test]
@@ -261,6 +278,7 @@ fn agrees_with_numpy_and_scikit_learn() {
             })
             .collect(),
         labels: labels.iter().map(|&v| v as usize).collect(),
+        std_codes: None,
     };
     let s = dis::score(
         codes.view(),
@@ -318,6 +336,7 @@ fn the_score_command_reads_npy_files_and_names_bad_ones() {
         group_labels: Some(fixture.join("group_labels.npy")),
         dhsic_rows: 200,
         out: Some(dir.join("scores.json")),
+        ..ScoreOptions::default()
     };
     let reports = score::run(&Globals::default(), &opts).unwrap();
     assert_eq!(reports.len(), 1);

@@ -3,15 +3,15 @@
 //! reference's 20 pretrained names (downloaded into `pretrained_models/` and converted once); and loading Gs from a
 //! snapshot.
 
-use crate::checkpoint::{find_snapshot, load_snapshot, run_dir_of};
+use crate::checkpoint::{find_snapshot, load_snapshot, run_dir_of, LoadedSnapshot};
 use crate::core::device::DeviceSpec;
-use crate::core::networks::{Generator, NetConfig};
+use crate::core::networks::{Discriminator, Generator, NetConfig};
 use crate::io::download;
 use crate::io::fs;
 use crate::io::resources;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use tch::{nn, Device};
+use tch::{nn, Device, Tensor};
 
 /// A model reference resolved to a snapshot file.
 #[derive(Clone, Debug)]
@@ -228,10 +228,17 @@ pub fn load_gs(path: &Path, device: Device) -> Result<LoadedGenerator> {
     let net = snap.config.net();
     let mut vs = nn::VarStore::new(device);
     let g = Generator::new(&vs.root(), &net);
+    fill(&mut vs, &snap, "Gs", path)?;
+    let lod = snap.config.schedule().at(snap.state.cur_nimg).lod;
+    Ok(LoadedGenerator { vs, g, net, lod })
+}
+
+/// Copies the snapshot's `<prefix>/<name>` tensors into `vs` (frozen), checking every name and shape.
+fn fill(vs: &mut nn::VarStore, snap: &LoadedSnapshot, prefix: &str, path: &Path) -> Result<()> {
     vs.freeze();
     let _guard = tch::no_grad_guard();
     for (name, mut var) in vs.variables() {
-        let key = format!("Gs/{name}");
+        let key = format!("{prefix}/{name}");
         let t = snap
             .tensors
             .get(&key)
@@ -245,6 +252,45 @@ pub fn load_gs(path: &Path, device: Device) -> Result<LoadedGenerator> {
         );
         var.copy_(t);
     }
+    Ok(())
+}
+
+/// D of a snapshot whose networks have an InfoGAN Q head, ready to encode: `score` reads the codes of real
+/// images through it (docs/spec/geometry_infogancr.md §B.3: the encoder of an InfoGAN is its Q head).
+pub struct LoadedEncoder {
+    pub vs: nn::VarStore,
+    pub d: Discriminator,
+    pub lod: f64,
+}
+
+impl LoadedEncoder {
+    /// Q's codes `[N, infogan_nz]` of full-resolution float images in [−1, 1]. D's minibatch-stddev layer needs
+    /// a batch that its group size (4) divides, so a batch of any other size above 4 is padded with its own first
+    /// images, whose codes are dropped (each code still sees the statistics of a batch of real images).
+    pub fn encode(&self, x: &Tensor) -> Tensor {
+        let n = x.size()[0];
+        let pad = if n > 4 { (4 - n % 4) % 4 } else { 0 };
+        let input = if pad > 0 {
+            Tensor::cat(&[x.shallow_clone(), x.narrow(0, 0, pad)], 0)
+        } else {
+            x.shallow_clone()
+        };
+        tch::no_grad(|| self.d.forward(&input, self.lod, 1).1)
+            .map(|q| q.narrow(0, 0, n))
+            .unwrap_or_else(|| Tensor::zeros([n, 0], (tch::Kind::Float, x.device())))
+    }
+}
+
+/// The Q head (with the D trunk under it) of a snapshot, or None when its networks have none.
+pub fn load_encoder(path: &Path, device: Device) -> Result<Option<LoadedEncoder>> {
+    let snap = load_snapshot(path)?;
+    let net = snap.config.net();
+    if net.infogan_nz == 0 {
+        return Ok(None);
+    }
+    let mut vs = nn::VarStore::new(device);
+    let d = Discriminator::new(&vs.root(), &net);
+    fill(&mut vs, &snap, "D", path)?;
     let lod = snap.config.schedule().at(snap.state.cur_nimg).lod;
-    Ok(LoadedGenerator { vs, g, net, lod })
+    Ok(Some(LoadedEncoder { vs, d, lod }))
 }

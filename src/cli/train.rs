@@ -72,6 +72,16 @@ pub struct TrainArgs {
     /// Metrics at snapshot ticks, comma-separated: fid (fid50k), ppl (ppl_zend_v2); see `evaluate`.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub metrics: Option<Vec<String>>,
+    /// Ticks between encoder-free disentanglement scores (snapshot ticks only; needs a dataset with factors; 0 =
+    /// never): TensorBoard Scores/*, log.txt and the snapshot's metrics JSON. See `score`.
+    #[arg(long)]
+    pub score_ticks: Option<i64>,
+    /// (z, factor) pairs of each score tick.
+    #[arg(long)]
+    pub score_samples: Option<usize>,
+    /// FactorVAE groups (of 100 latents) of each score tick.
+    #[arg(long)]
+    pub score_groups: Option<usize>,
     #[arg(long)]
     pub fmap_base: Option<i64>,
     #[arg(long)]
@@ -147,6 +157,9 @@ impl TrainArgs {
             compute_interp_ticks,
             compute_metrics_ticks,
             metrics,
+            score_ticks,
+            score_samples,
+            score_groups,
             fmap_base,
             fmap_max,
             lod_initial_resolution,

@@ -6,7 +6,7 @@
 //!   components, and the score is its accuracy.
 //! - **Effect matrix** `E[i][k]`: component i is traversed over [−extent, extent] with the others fixed (as
 //!   `visualize` does) and factor k's prediction moves by E: its range over the sweep divided by the factor's
-//!   range over the dataset (for a categorical factor, half the summed per-class probability ranges). The
+//!   declared range (for a categorical factor, half the summed per-class probability ranges). The
 //!   DCI-style disentanglement per component and completeness per factor are computed on it.
 //! - **Predictor Fréchet distance**: between real and generated images in the predictor's penultimate features,
 //!   an offline quality number (not FID: the features are the predictor's, not Inception's).
@@ -45,7 +45,7 @@ impl Default for EncoderFreeOptions {
             samples: 73_728,
             groups: 500,
             group_size: 100,
-            effect_bases: 64,
+            effect_bases: 32,
             effect_steps: 16,
             extent: 2.0,
             batch: 100,
@@ -105,6 +105,11 @@ pub fn score_generator(
         + nz as usize * (opts.effect_bases * opts.effect_steps).div_ceil(opts.batch);
     let bar = crate::io::progress::bar(Some(calls as u64), "scoring");
     tch::manual_seed(opts.seed as i64);
+    let mut clock = std::time::Instant::now();
+    let mut lap = |what: &str| {
+        log::debug!("scoring: {what} {:.1} s", clock.elapsed().as_secs_f64());
+        clock = std::time::Instant::now();
+    };
 
     // The (z, predicted factors) pairs and the generated features.
     let z = Tensor::randn([opts.samples as i64, nz], (Kind::Float, device));
@@ -117,6 +122,7 @@ pub fn score_generator(
     let predicted = Tensor::cat(&preds, 0);
     let codes = to_array(&z.to_device(Device::Cpu))?;
     let factors = to_array(&predicted)?;
+    lap("samples through G and the predictor");
     let scores = disentanglement::score(
         codes.view(),
         factors.view(),
@@ -124,6 +130,7 @@ pub fn score_generator(
         None,
         opts.dhsic_rows,
     )?;
+    lap("the suite on (z, predicted factors)");
 
     // FactorVAE with z groups: the least-varying predicted factor votes for the fixed component.
     let scale: Vec<f64> = Vec::<f64>::try_from(predicted.std_dim(0, false, false))?
@@ -158,6 +165,7 @@ pub fn score_generator(
         .map(|row| row.iter().copied().max().unwrap_or(0))
         .sum::<u64>() as f64
         / opts.groups.max(1) as f64;
+    lap("FactorVAE on z groups");
 
     // The effect matrix.
     let bases = Tensor::randn([opts.effect_bases as i64, nz], (Kind::Float, device));
@@ -199,8 +207,16 @@ pub fn score_generator(
                     .mean(Kind::Double)
                     .double_value(&[])
             } else {
+                // The declared range (predictions are clamped to it), so an entry is at most 1.
                 let vj = v.select(2, j as i64);
-                let r = if range[j] > 0.0 { range[j] } else { 1.0 };
+                let declared = (spec.max - spec.min) as f64;
+                let r = if declared > 0.0 {
+                    declared
+                } else if range[j] > 0.0 {
+                    range[j]
+                } else {
+                    1.0
+                };
                 ((vj.amax(1, false) - vj.amin(1, false)) / r)
                     .mean(Kind::Double)
                     .double_value(&[])
@@ -211,6 +227,7 @@ pub fn score_generator(
     let matrix = Array2::from_shape_fn((nz as usize, k), |(i, j)| effect[i][j]);
     let (effect_disentanglement, effect_completeness) =
         disentanglement::dci_from_importance(&matrix);
+    lap("the effect matrix");
 
     // The predictor's Fréchet distance between real and generated images.
     let level = reals.level(predictor.meta.resolution.trailing_zeros())?;
@@ -224,6 +241,7 @@ pub fn score_generator(
         &feature_stats(&Tensor::cat(&real_feats, 0))?,
         &feature_stats(&Tensor::cat(&feats, 0))?,
     )?;
+    lap("the predictor's Fréchet distance");
     bar.finish_and_clear();
     Ok(EncoderFreeScores {
         scores,

@@ -6,8 +6,10 @@
 
 pub mod detector;
 pub mod disentanglement;
+pub mod encoder;
 pub mod encoder_free;
 pub mod fid;
+pub mod forest;
 pub mod ppl;
 pub mod predictor;
 pub mod suite;

@@ -79,6 +79,18 @@ pub struct FactorPredictor {
     device: Device,
 }
 
+/// The dataset's ground-truth factors, or an error saying that scoring needs them.
+pub fn require_factors(dataset: &Dataset) -> Result<&[FactorSpec]> {
+    let specs = &dataset.meta().factors;
+    ensure!(
+        !specs.is_empty(),
+        "dataset {} has no ground-truth factors (factors.npy); scoring needs a dataset made by `hessian-gan \
+         dataset synth` or another dataset with factors",
+        dataset.dir().display()
+    );
+    Ok(specs)
+}
+
 /// Classes of a categorical factor (None for continuous and grid factors).
 fn classes(spec: &FactorSpec) -> Option<i64> {
     spec.labels.as_ref().map(|l| l.len() as i64)
@@ -136,8 +148,10 @@ impl FactorPredictor {
         self.head.forward(&self.features(x))
     }
 
-    /// The predicted factor values `[N, K]` (CPU, float64): continuous factors in their own units, categorical
-    /// ones as the class index; and per categorical factor its class probabilities `[N, m]`.
+    /// The predicted factor values `[N, K]` (CPU, float64): continuous factors in their own units, clamped to the
+    /// factor's declared range (a regressor extrapolates on images unlike the dataset's; a factor's value cannot
+    /// leave its range), categorical ones as the class index; and per categorical factor its class probabilities
+    /// `[N, m]`.
     pub fn predict(&self, x: &Tensor) -> (Tensor, Vec<Option<Tensor>>) {
         let out = tch::no_grad(|| self.raw(x))
             .to_device(Device::Cpu)
@@ -154,7 +168,10 @@ impl FactorPredictor {
                     at += m;
                 }
                 None => {
-                    cols.push(out.select(1, at) * self.meta.std[j] + self.meta.mean[j]);
+                    cols.push(
+                        (out.select(1, at) * self.meta.std[j] + self.meta.mean[j])
+                            .clamp(spec.min as f64, spec.max as f64),
+                    );
                     probs.push(None);
                     at += 1;
                 }
@@ -176,6 +193,7 @@ impl FactorPredictor {
         if path.is_file() {
             if let Ok(p) = Self::load(&path, device) {
                 log::info!("factor predictor from {}", path.display());
+                p.warn_poor();
                 return Ok(p);
             }
             log::warn!(
@@ -184,6 +202,7 @@ impl FactorPredictor {
             );
         }
         let p = Self::train(dataset, log2, opts, fingerprint, device)?;
+        p.warn_poor();
         p.save(&path)?;
         Ok(p)
     }
@@ -239,13 +258,7 @@ impl FactorPredictor {
         fingerprint: String,
         device: Device,
     ) -> Result<Self> {
-        let specs = dataset.meta().factors.clone();
-        ensure!(
-            !specs.is_empty(),
-            "dataset {} has no ground-truth factors (factors.npy); scoring needs a dataset made by `hessian-gan \
-             dataset synth` or one with factors",
-            dataset.dir().display()
-        );
+        let specs = require_factors(dataset)?.to_vec();
         let level = dataset.level(log2).with_context(|| {
             format!(
                 "the factor predictor reads the dataset at {}², the model's resolution",
@@ -304,17 +317,21 @@ impl FactorPredictor {
         }
         bar.finish_and_clear();
         p.meta.quality = p.evaluate(level, test_idx, &targets)?;
-        for q in p.meta.quality.iter().filter(|q| q.poor) {
+        Ok(p)
+    }
+
+    /// A warning per factor the predictor reads poorly (each time it is used, cached or not).
+    pub fn warn_poor(&self) {
+        for q in self.meta.quality.iter().filter(|q| q.poor) {
             log::warn!(
                 "the factor predictor reads {} poorly ({} {:.3} on {} held-out images): scores that involve it \
                  measure the predictor as much as the model",
                 q.name,
                 q.metric,
                 q.value,
-                holdout
+                self.meta.holdout_images
             );
         }
-        Ok(p)
     }
 
     fn loss(&self, x: &Tensor, y: &Tensor) -> Tensor {

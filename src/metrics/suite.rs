@@ -202,16 +202,21 @@ pub fn record(
             .map_or(0, |d| d.as_secs())),
     );
     line.insert("metrics".into(), Value::Object(records));
-    std::fs::create_dir_all(results_dir)
-        .with_context(|| format!("cannot create {}", results_dir.display()))?;
-    let log = results_dir.join("metrics.jsonl");
+    append_jsonl(&results_dir.join("metrics.jsonl"), &Value::Object(line))?;
+    Ok(path)
+}
+
+/// Appends `value` as one line to the JSON-lines file `path` (creating its directory). One write per line, so
+/// concurrent runs do not interleave within a line.
+pub fn append_jsonl(path: &Path, value: &Value) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    // One write per line, so concurrent runs do not interleave within a line.
-    f.write_all(format!("{}\n", Value::Object(line)).as_bytes())
-        .with_context(|| format!("cannot append to {}", log.display()))?;
-    Ok(path)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.write_all(format!("{value}\n").as_bytes())
+        .with_context(|| format!("cannot append to {}", path.display()))
 }

@@ -19,6 +19,7 @@ use crate::core::schedule::{hp_weight, ScheduleConfig};
 use crate::data::{Dataset, Loader};
 use crate::io::fs;
 use crate::io::tensorboard::EventWriter;
+use crate::metrics::predictor::{FactorPredictor, PredictorOptions};
 use crate::metrics::MetricSuite;
 use anyhow::{ensure, Result};
 use loss::Loss;
@@ -52,6 +53,8 @@ pub struct Trainer {
     events: EventWriter,
     /// The metric networks, loaded when training starts with `metrics` set.
     metrics: Option<MetricSuite>,
+    /// The factor predictor of the score ticks, loaded (or trained and cached) when training starts.
+    scorer: Option<FactorPredictor>,
     /// This thread's log records also go to `<run_dir>/log.txt` while the trainer lives.
     _log: crate::io::log::Tee,
 }
@@ -150,6 +153,7 @@ impl Trainer {
             interp_z,
             stats: TickStats::default(),
             metrics: None,
+            scorer: None,
             _log: log,
         })
     }
@@ -184,6 +188,7 @@ impl Trainer {
             self.state.cur_nimg as f64 / 1000.0
         );
         self.load_metrics()?;
+        self.load_scorer()?;
         self.write_reals_grid()?;
         self.write_fakes_grid()?;
         if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
@@ -250,6 +255,9 @@ impl Trainer {
                 if metrics_due && stop.is_none() {
                     self.compute_metrics(&snapshot)?;
                 }
+                if crate::metrics::due(tick, self.cfg.score_ticks, done) && stop.is_none() {
+                    self.compute_scores(&snapshot)?;
+                }
             }
             log::debug!("  maintenance {:.1} s", maintenance.elapsed().as_secs_f64());
             tick_start_nimg = self.state.cur_nimg;
@@ -294,6 +302,24 @@ impl Trainer {
         if !kinds.is_empty() && self.metrics.is_none() {
             let opts = self.cfg.metrics_options.clone();
             self.metrics = Some(MetricSuite::new(&kinds, opts, self.device)?);
+        }
+        Ok(())
+    }
+
+    /// The factor predictor of `--score-ticks` (trained once per dataset and resolution, then cached), loaded
+    /// before the first iteration so that a dataset without factors fails at once.
+    fn load_scorer(&mut self) -> Result<()> {
+        if self.cfg.score_ticks > 0 && self.scorer.is_none() {
+            let log2 = self.cfg.resolution.trailing_zeros();
+            let p = FactorPredictor::load_or_train(
+                &self.dataset,
+                log2,
+                &self.cfg.metrics_options.cache_dir,
+                &PredictorOptions::default(),
+                self.device,
+            )
+            .map_err(|e| anyhow::anyhow!("--score-ticks: {e:#}"))?;
+            self.scorer = Some(p);
         }
         Ok(())
     }

@@ -7,7 +7,8 @@ use crate::checkpoint::reference::describe;
 use crate::core::schedule::Phase;
 use crate::core::traversal;
 use crate::io::imageio;
-use crate::metrics::suite::{header, record};
+use crate::metrics::encoder_free::{score_generator, EncoderFreeOptions};
+use crate::metrics::suite::{append_jsonl, beside, header, record};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
@@ -184,6 +185,80 @@ impl Trainer {
         self.events.flush()?;
         log::info!("metrics kimg {kimg:.1} {}", out.summary());
         Ok(())
+    }
+
+    /// The encoder-free disentanglement scores of Gs (`--score-ticks`, `metrics::encoder_free`) with the run's
+    /// seed: `Scores/<name>` in TensorBoard, a line in the log, `scores` in the snapshot's metrics JSON and a line in
+    /// `<results>/scores.jsonl`.
+    pub(super) fn compute_scores(&mut self, snapshot: &Path) -> Result<()> {
+        let Some(predictor) = &self.scorer else {
+            return Ok(());
+        };
+        let lod = self.current_lod();
+        let opts = EncoderFreeOptions {
+            samples: self.cfg.score_samples,
+            groups: self.cfg.score_groups,
+            dhsic_rows: self.cfg.score_samples.min(1000),
+            seed: self.cfg.seed,
+            ..EncoderFreeOptions::default()
+        };
+        let gs = &self.models.gs;
+        let g = |z: &Tensor| gs.forward(z, lod, true);
+        let net = self.cfg.net();
+        let t0 = std::time::Instant::now();
+        let out = score_generator(&g, net.nz, predictor, &self.dataset, &opts, self.device)?;
+        let kimg = self.state.cur_nimg as f64 / 1000.0;
+        let s = &out.scores;
+        let values = [
+            ("factor_vae", out.factor_vae_z),
+            ("mig", s.mig),
+            ("sap", s.sap),
+            ("modularity", s.modularity),
+            ("explicitness", s.explicitness),
+            ("dci_disentanglement", s.dci_lasso_disentanglement),
+            ("dci_completeness", s.dci_lasso_completeness),
+            ("effect_disentanglement", out.effect_disentanglement),
+            ("effect_completeness", out.effect_completeness),
+            ("predictor_frechet_distance", out.predictor_frechet_distance),
+        ];
+        let scalars: Vec<(String, f64)> = values
+            .iter()
+            .map(|(k, v)| (format!("Scores/{k}"), *v))
+            .collect();
+        self.events.scalars(self.state.cur_nimg as i64, &scalars)?;
+        self.events.flush()?;
+        log::info!(
+            "scores kimg {kimg:.1} {} ({} samples, {:.1} s)",
+            values
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            opts.samples,
+            t0.elapsed().as_secs_f64()
+        );
+        let name = describe(snapshot).name;
+        let mut h = header(&name, snapshot, lod, &net, self.device, self.cfg.seed);
+        h.insert("kimg".into(), json!(kimg));
+        h.insert("method".into(), json!("encoder-free"));
+        h.insert("encoder_free".into(), serde_json::to_value(&out)?);
+        let path = beside(snapshot, "metrics.json");
+        let mut doc = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .unwrap_or_else(|| serde_json::Value::Object(h.clone()));
+        doc["scores"] = serde_json::to_value(&out)?;
+        crate::io::fs::write_bytes_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        h.insert(
+            "time".into(),
+            json!(std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())),
+        );
+        append_jsonl(
+            &self.cfg.results_dir.join("scores.jsonl"),
+            &serde_json::Value::Object(h),
+        )
     }
 
     pub(super) fn write_reals_grid(&mut self) -> Result<()> {

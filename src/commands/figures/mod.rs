@@ -659,6 +659,8 @@ fn one_figure(
                 panels.push(render::BarPanel {
                     title: dataset.clone(),
                     series,
+                    categories: None,
+                    y_desc: "Activeness".into(),
                 });
             }
             let png = dir.join("activeness.png");

@@ -323,10 +323,14 @@ fn draw_grid_text(
     Ok(())
 }
 
-/// One subplot of the activeness figure: a title and, per model, its scores (component order; sorted when drawn).
+/// One subplot of a grouped bar chart: a title and, per model, its values. Without `categories` (the activeness
+/// figure) each series is sorted descending when drawn and the axes read "Z Component" / "Activeness"; with
+/// `categories` the bars stay in order, each group is labelled, and `y_desc` names the values.
 pub struct BarPanel {
     pub title: String,
     pub series: Vec<(String, Vec<f64>)>,
+    pub categories: Option<Vec<String>>,
+    pub y_desc: String,
 }
 
 /// Pixel size of one bar-chart subplot.
@@ -366,22 +370,37 @@ pub fn draw_bar_panels<DB: DrawingBackend>(
             .fold(0.0f64, f64::max);
         // Head room above the tallest bar keeps the legend (upper right) clear of the bars.
         let top = if top > 0.0 { top * 1.3 } else { 1.0 };
+        let categories = panel.categories.as_deref();
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, ("sans-serif", 26))
             .margin(12)
-            .x_label_area_size(36)
+            .x_label_area_size(if categories.is_some() { 48 } else { 36 })
             .y_label_area_size(78)
             .build_cartesian_2d(-0.5f64..(nz as f64 - 0.5), 0.0f64..top)
             .map_err(plot_err)?;
+        let category_label = |v: &f64| {
+            let i = v.round();
+            match categories {
+                Some(c) if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < c.len() => {
+                    c[i as usize].clone()
+                }
+                _ => String::new(),
+            }
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()
             .max_light_lines(0)
-            .x_labels(0)
+            .x_labels(if categories.is_some() { nz } else { 0 })
+            .x_label_formatter(&category_label)
             .y_labels(6)
             .y_label_formatter(&|v| tick_label(*v))
-            .x_desc("Z Component")
-            .y_desc("Activeness")
+            .x_desc(if categories.is_some() {
+                ""
+            } else {
+                "Z Component"
+            })
+            .y_desc(panel.y_desc.as_str())
             .axis_desc_style(("sans-serif", 18))
             .label_style(("sans-serif", 14))
             .draw()
@@ -392,7 +411,9 @@ pub fn draw_bar_panels<DB: DrawingBackend>(
             let [r, g, b] = PASTEL[s % PASTEL.len()];
             let color = RGBColor(r, g, b);
             let mut sorted: Vec<f64> = scores.clone();
-            sorted.sort_by(|a, b| b.total_cmp(a));
+            if categories.is_none() {
+                sorted.sort_by(|a, b| b.total_cmp(a));
+            }
             let x0 = -0.4 + s as f64 * width;
             chart
                 .draw_series(sorted.iter().enumerate().map(|(i, v)| {
@@ -416,6 +437,86 @@ pub fn draw_bar_panels<DB: DrawingBackend>(
     }
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// A labelled matrix heatmap (rows × columns, YlGnBu from `range.0` to `range.1`), each cell printed with its
+/// value: `score`'s effect and mutual-information matrices.
+pub fn save_matrix_heatmap(
+    title: &str,
+    row_labels: &[String],
+    col_labels: &[String],
+    values: &[Vec<f64>],
+    range: (f64, f64),
+    png: &Path,
+) -> Result<()> {
+    ensure_font();
+    let (rows, cols) = (row_labels.len(), col_labels.len());
+    ensure!(
+        rows > 0 && cols > 0 && values.len() == rows && values.iter().all(|r| r.len() == cols),
+        "matrix heatmap {title}: {rows} × {cols} labels do not fit the values"
+    );
+    let cell = 64u32;
+    // Wide enough for the title (about 10 px per character at 20 px).
+    let w = (cols as u32 * cell + 200).max(title.chars().count() as u32 * 10 + 40);
+    let h = rows as u32 * cell + 150;
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    {
+        let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(70)
+            .y_label_area_size(100)
+            .build_cartesian_2d(0f64..cols as f64, 0f64..rows as f64)
+            .map_err(plot_err)?;
+        let label = |labels: &[String], v: f64, flip: bool| {
+            let i = v - 0.5;
+            if (i - i.round()).abs() > 1e-6 || i < 0.0 || i as usize >= labels.len() {
+                return String::new();
+            }
+            let i = i.round() as usize;
+            labels[if flip { labels.len() - 1 - i } else { i }].clone()
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(cols * 2 + 1)
+            .y_labels(rows * 2 + 1)
+            .x_label_formatter(&|v| label(col_labels, *v, false))
+            .y_label_formatter(&|v| label(row_labels, *v, true))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_err)?;
+        let (lo, hi) = range;
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        for (r, row) in values.iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                let t = (v - lo) / span;
+                let [cr, cg, cb] = ylgnbu(t);
+                let y = (rows - 1 - r) as f64;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(c as f64, y), (c as f64 + 1.0, y + 1.0)],
+                        RGBColor(cr, cg, cb).filled(),
+                    )))
+                    .map_err(plot_err)?;
+                let ink = if t > 0.55 { WHITE } else { BLACK };
+                let style = TextStyle::from(("sans-serif", 14).into_font())
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        tick_label(v),
+                        (c as f64 + 0.5, y + 0.5),
+                        style,
+                    )))
+                    .map_err(plot_err)?;
+            }
+        }
+        root.present().map_err(plot_err)?;
+    }
+    crate::io::imageio::save_png(&img, png)
 }
 
 /// The activeness figure as PNG (`path`) and SVG (`svg`).

@@ -53,6 +53,24 @@ impl Kind {
             _ => 128,
         }
     }
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [
+        Kind::ClevrSimple,
+        Kind::ClevrComplex,
+        Kind::Clevr1fov,
+        Kind::Dsprites,
+    ];
+
+    /// The kind that rendered a dataset made by `dataset synth` (read from its `source`), so that more images with
+    /// chosen factor values can be rendered for it; None for any other dataset.
+    pub fn of_dataset(meta: &DatasetMeta) -> Option<Kind> {
+        let rest = meta.source.strip_prefix("synthetic ")?;
+        let name = rest.split(' ').next()?;
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == name && factor_specs(*k) == meta.factors)
+    }
+
     fn tag(self) -> u64 {
         match self {
             Kind::ClevrSimple => 1,

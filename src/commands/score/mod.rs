@@ -1,16 +1,23 @@
 //! `hessian-gan score`: how disentangled a representation is, against ground-truth factors
 //! (docs/spec/geometry_infogancr.md §B.3, `metrics::disentanglement`).
 //!
-//! On given codes: `--codes C.npy --factors F.npy` (row i of both describes image i), with FactorVAE/BetaVAE
-//! groups from `--group-codes G.npy` (`[groups, L, D]`) and `--group-labels L.npy` (the factor each group fixes).
+//! - On given codes: `--codes C.npy --factors F.npy` (row i of both describes image i), with FactorVAE/BetaVAE
+//!   groups from `--group-codes G.npy` (`[groups, L, D]`) and `--group-labels L.npy` (the factor each group fixes).
+//! - On models (`--models M…`, [`models`]): every generator without an encoder through the factor predictor
+//!   (`metrics::encoder_free`), and an InfoGAN's Q head on real images (`metrics::encoder`).
+
+mod models;
 
 use crate::commands::Globals;
 use crate::io::fs;
 use crate::metrics::disentanglement::{self, Groups, Scores};
 use anyhow::{ensure, Context, Result};
 use ndarray::{Array2, Array3, Axis};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
+
+pub use models::{ModelScoreOptions, ScoreMethod};
 
 /// Settings of `score` (the command line: `cli::score::ScoreArgs`).
 #[derive(Clone, Debug, Default)]
@@ -28,6 +35,8 @@ pub struct ScoreOptions {
     pub dhsic_rows: usize,
     /// Also write the result here (JSON).
     pub out: Option<PathBuf>,
+    /// Models to score instead of given codes.
+    pub models: ModelScoreOptions,
 }
 
 /// The reference's dHSIC sample size.
@@ -38,7 +47,15 @@ pub const DHSIC_ROWS: usize = 5000;
 pub struct ScoreReport {
     /// What was scored (a file or a model).
     pub subject: String,
+    /// How its codes were obtained: `codes` (given), `encoder-free` (z through the factor predictor) or `q-head`.
+    pub method: &'static str,
     pub scores: Scores,
+    /// FactorVAE as the table shows it (encoder-free: on z groups).
+    pub factor_vae: Option<f64>,
+    /// The whole record (what `--json` prints).
+    pub record: Value,
+    /// Lines printed under the table (effect-matrix DCI, predictor quality, files written).
+    pub notes: Vec<String>,
 }
 
 /// An .npy array as float64, with its shape; the error names the flag and the file.
@@ -94,13 +111,39 @@ fn read_groups(codes: &Path, labels: &Path) -> Result<Groups> {
     Ok(Groups {
         codes: all.axis_iter(Axis(0)).map(|g| g.to_owned()).collect(),
         labels,
+        std_codes: None,
     })
 }
 
 /// Entry point of `hessian-gan score`.
-pub fn run(_globals: &Globals, opts: &ScoreOptions) -> Result<Vec<ScoreReport>> {
+pub fn run(globals: &Globals, opts: &ScoreOptions) -> Result<Vec<ScoreReport>> {
+    let given = opts.codes.is_some() || opts.factors.is_some();
+    let mut reports = match (given, opts.models.models.is_empty()) {
+        (true, false) => {
+            anyhow::bail!("give either --codes/--factors or --models, not both")
+        }
+        (false, false) => models::run(globals, &opts.models, opts.dhsic_rows)?,
+        _ => run_codes(opts)?,
+    };
+    if let Some(out) = &opts.out {
+        let value = match reports.as_slice() {
+            [one] => one.record.clone(),
+            all => Value::Array(all.iter().map(|r| r.record.clone()).collect()),
+        };
+        fs::write_bytes_atomic(out, serde_json::to_string_pretty(&value)?.as_bytes())?;
+        if let Some(last) = reports.last_mut() {
+            last.notes.push(format!("wrote {}", out.display()));
+        }
+    }
+    Ok(reports)
+}
+
+fn run_codes(opts: &ScoreOptions) -> Result<Vec<ScoreReport>> {
     let (Some(codes_path), Some(factors_path)) = (&opts.codes, &opts.factors) else {
-        anyhow::bail!("give --codes C.npy and --factors F.npy (the same rows: one image each)");
+        anyhow::bail!(
+            "give --codes C.npy and --factors F.npy (the same rows: one image each), or --models M with a dataset \
+             that has factors"
+        );
     };
     let codes = read_matrix(codes_path, "--codes")?;
     let factors = read_matrix(factors_path, "--factors")?;
@@ -133,11 +176,14 @@ pub fn run(_globals: &Globals, opts: &ScoreOptions) -> Result<Vec<ScoreReport>> 
         opts.dhsic_rows,
     )
     .with_context(|| format!("--codes {}", codes_path.display()))?;
-    if let Some(out) = &opts.out {
-        fs::write_bytes_atomic(out, serde_json::to_string_pretty(&scores)?.as_bytes())?;
-    }
+    let mut record = serde_json::to_value(&scores)?;
+    record["subject"] = serde_json::json!(codes_path.display().to_string());
     Ok(vec![ScoreReport {
         subject: codes_path.display().to_string(),
+        method: "codes",
+        factor_vae: scores.factor_vae,
         scores,
+        record,
+        notes: Vec::new(),
     }])
 }
