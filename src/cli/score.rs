@@ -1,24 +1,12 @@
 //! `score`'s flags and its table / JSON output.
 
 use crate::checkpoint::reference;
-use crate::commands::score::{
-    ModelScoreOptions, ScoreMethod, ScoreOptions, ScoreReport, DHSIC_ROWS,
-};
+use crate::cli::values::ScoreMethodArg;
+use crate::commands::score::{ModelScoreOptions, ScoreOptions, ScoreReport, DHSIC_ROWS};
 use crate::metrics::encoder::EncoderOptions;
 use crate::metrics::encoder_free::EncoderFreeOptions;
 use crate::metrics::predictor::PredictorOptions;
 use std::path::PathBuf;
-
-/// `--method`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum MethodArg {
-    /// Encoder-free for every model, plus the Q head where a model has one.
-    Auto,
-    /// Encoder-free only (z components through the factor predictor).
-    Free,
-    /// The InfoGAN Q head on real images only.
-    Q,
-}
 
 /// Command-line flags of `score`.
 #[derive(clap::Args, Debug)]
@@ -66,7 +54,7 @@ pub struct ScoreArgs {
     pub cache_dir: PathBuf,
     /// Which codes: encoder-free (z through the factor predictor), the Q head, or both where possible.
     #[arg(long, value_enum, default_value = "auto")]
-    pub method: MethodArg,
+    pub method: ScoreMethodArg,
     /// (z, factor) pairs (encoder-free) and images with factors (Q head); the reference: 73,728.
     #[arg(long, default_value_t = EncoderOptions::default().samples)]
     pub samples: usize,
@@ -117,11 +105,7 @@ impl From<ScoreArgs> for ScoreOptions {
                 results_dir: a.results_dir,
                 pretrained_dir: a.pretrained_dir,
                 cache_dir: a.cache_dir,
-                method: match a.method {
-                    MethodArg::Auto => ScoreMethod::Auto,
-                    MethodArg::Free => ScoreMethod::Free,
-                    MethodArg::Q => ScoreMethod::Q,
-                },
+                method: a.method.into(),
                 free: EncoderFreeOptions {
                     samples: a.samples,
                     groups: a.groups,

@@ -3,6 +3,7 @@
 //! variant that is not offered on the command line fails to compile).
 
 use crate::commands::figures::Fig;
+use crate::commands::score::ScoreMethod;
 use crate::core::precision::Precision;
 use crate::data::synth::Kind as SynthKind;
 use crate::io::video::VideoFormat;
@@ -71,5 +72,17 @@ choice!(
         Heatmaps,
         /// Activeness of each z component (variance over z_i ∈ {−2, 0, 2}), bar charts per dataset.
         Active,
+    }
+);
+
+choice!(
+    /// `score --method`: which codes a model is scored with.
+    ScoreMethodArg => ScoreMethod {
+        /// Encoder-free for every model, plus the Q head where a model has one.
+        Auto,
+        /// Encoder-free only (z components through the factor predictor).
+        Free,
+        /// The InfoGAN Q head on real images only.
+        Q,
     }
 );

@@ -386,9 +386,11 @@ mod tests {
             hp_precision_error(&g, &hp, &z, 0.0, &layers, Precision::Bf16, Device::Cpu).unwrap();
         assert_eq!(bf16.per_layer.len(), 3);
         // bfloat16 keeps 8 bits of mantissa and the second differences are divided by ε² = 0.01: the error is far
-        // above float32's rounding.
+        // above float32's rounding (~1e-7). Per layer it is of order 1e-2; the total, dominated by one layer whose
+        // errors partly cancel, can fall to a few 1e-4 for some random weights (seen in 1 of 12 runs).
+        let worst = bf16.per_layer.iter().copied().fold(0.0f64, f64::max);
         assert!(
-            bf16.relative_error.is_finite() && bf16.relative_error > 1e-3,
+            bf16.relative_error.is_finite() && bf16.relative_error > 1e-5 && worst > 1e-3,
             "{bf16:?}"
         );
     }
