@@ -3,7 +3,11 @@
 //! outputs of the reference's forward passes computed from the same TF-layout weights by an independent NumPy
 //! transcription of the TF graph (fused up/down convolutions built as TF builds them).
 
-use hessian_gan::checkpoint::import::{import_pkl, read_reference_pkl, ImportReport};
+mod common;
+
+use hessian_gan::checkpoint::import::{
+    hp_lambda_of, import_pkl, import_pkl_with, read_reference_pkl, ImportOptions, ImportReport,
+};
 use hessian_gan::checkpoint::load_snapshot;
 use hessian_gan::checkpoint::reference::load_gs;
 use hessian_gan::core::networks::{param_count, Discriminator, Generator};
@@ -314,5 +318,86 @@ fn unknown_variable_name_is_a_clear_error() {
     assert!(err.contains("renamed.pkl"), "{err}");
     assert!(!err.contains('\n'), "{err}");
     assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_recorded_hp_lambda_follows_the_reference_path_rule() {
+    for (path, want) in [
+        (
+            "results/00003-progan_clevr_simple_nz-4/network-snapshot-000900.pkl",
+            0.0,
+        ),
+        (
+            "results/00007-infogan_clevr_simple_nz-12_inz-4/network-snapshot-000900.pkl",
+            0.0,
+        ),
+        (
+            "results/00004-hessian_penalty_clevr_simple_nz-12_w-0.05/network-snapshot-000900.pkl",
+            0.05,
+        ),
+        ("runs/hessian_penalty_dsprites_nz-12_w-0.1/snap.pkl", 0.1),
+        ("pretrained_models/clevr_simple_ft.pkl", 0.1),
+        ("pretrained_models/clevr_simple_fs.pkl", 0.1),
+        ("pretrained_models/clevr_simple_bl.pkl", 0.0),
+        ("pretrained_models/clevr_simple_info.pkl", 0.0),
+    ] {
+        let (lambda, why) = hp_lambda_of(Path::new(path));
+        assert_eq!(lambda, want, "{path}: {why}");
+    }
+}
+
+#[test]
+fn fine_tuning_an_imported_vanilla_pickle_ramps_the_penalty_from_zero() {
+    use hessian_gan::core::schedule::hp_weight;
+    use hessian_gan::data::Dataset;
+    use hessian_gan::training::Trainer;
+    let _g = common::lock();
+    let dir = tmp_dir("finetune");
+    let ds = std::sync::Arc::new(Dataset::open(&common::tiny_dataset(&dir)).unwrap());
+    // The protocol-2 fixture (8², nz 4, 900 kimg) under the reference's run-directory names, and once with the
+    // weight given at import.
+    for (sub, given, recorded) in [
+        ("00003-progan_tiny_nz-4", None, 0.0),
+        ("00004-hessian_penalty_tiny_nz-4_w-0.1", None, 0.1),
+        ("00005-progan_tiny_nz-4", Some(0.1), 0.1),
+    ] {
+        let pkl = dir.join(sub).join("network-snapshot-000900.pkl");
+        std::fs::create_dir_all(pkl.parent().unwrap()).unwrap();
+        std::fs::copy(fixture("p2/network-snapshot-000900.pkl"), &pkl).unwrap();
+        let out = dir.join(format!("{sub}.safetensors"));
+        let opts = ImportOptions {
+            device: Device::Cpu,
+            dataset: Some("tiny".into()),
+            hp_lambda: given,
+        };
+        let report = import_pkl_with(&pkl, &out, &opts).unwrap();
+        assert_eq!(report.config.hp_lambda, recorded, "{sub}");
+        assert_eq!(load_snapshot(&out).unwrap().config.hp_lambda, recorded);
+
+        // Fine-tune it with HP λ 0.1 over a 10 kimg ramp (docs/spec/progan_hp.md §2.6).
+        let snap = load_snapshot(&out).unwrap();
+        let mut cfg = snap.config.clone();
+        cfg.hp_lambda = 0.1;
+        cfg.warmup_kimg = 10.0;
+        cfg.num_gpus = 2;
+        cfg.minibatch = [(4, 8), (8, 8)].into_iter().collect();
+        let run_dir = dir.join(format!("run-{sub}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let trainer = Trainer::new(cfg, Device::Cpu, ds.clone(), run_dir, Some(snap)).unwrap();
+        let start = trainer.state().hp_start_kimg;
+        let at_resume = hp_weight(0.1, start, 10.0, 900_000);
+        let later = hp_weight(0.1, start, 10.0, 905_000);
+        if recorded == 0.0 {
+            // A vanilla checkpoint: the ramp starts at the resume point.
+            assert_eq!(start, 900.0, "{sub}");
+            assert_eq!(at_resume, 0.0);
+            assert!((later - 0.05).abs() < 1e-12, "{later}");
+        } else {
+            // An HP checkpoint: absolute kimg, so the full weight at once.
+            assert_eq!(start, 0.0, "{sub}");
+            assert_eq!(at_resume, 0.1);
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -339,3 +339,47 @@ fn fine_tuning_a_vanilla_run_ramps_the_penalty_from_the_resume_point() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn the_collapse_guard_warns_when_gs_ignores_z_and_stays_silent_on_a_healthy_run() {
+    let _g = lock();
+    let root = scratch("collapse");
+    tiny_dataset(&root);
+    let warning = "barely depends on z";
+    // A healthy vanilla run.
+    let healthy = TinyRun::new(&root)
+        .with(json!({"hp_lambda": 0.0, "total_kimg": 3}))
+        .train();
+    let log = std::fs::read_to_string(healthy.join("log.txt")).unwrap();
+    assert!(!log.contains(warning), "{log}");
+
+    // A collapsed one: G and Gs zeroed, so every z gives the same image, and a learning rate too small to undo it.
+    let tiny = TinyRun::new(&root)
+        .with(json!({"hp_lambda": 0.0, "learning_rate": 1e-12, "total_kimg": 3}));
+    let run_dir = root.join("results").join("collapsed");
+    let mut t = tiny.trainer(&run_dir);
+    tch::no_grad(|| {
+        let _ = t.models().g_params.flat.shallow_clone().zero_();
+        let _ = t.models().gs_params.flat.shallow_clone().zero_();
+    });
+    t.train().unwrap();
+    drop(t);
+    let log = std::fs::read_to_string(run_dir.join("log.txt")).unwrap();
+    assert_eq!(log.matches(warning).count(), 1, "warned once: {log}");
+    for flag in [
+        "--hp-lambda",
+        "--warmup-kimg",
+        "--layers-to-reg",
+        "--resume-exp",
+    ] {
+        assert!(log.contains(flag), "the warning names {flag}: {log}");
+    }
+    // TensorBoard has the measurement.
+    let events = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("tfevents"))
+        .unwrap();
+    let bytes = std::fs::read(events).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("Progress/diversity"));
+}

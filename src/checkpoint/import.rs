@@ -221,6 +221,46 @@ pub struct ImportOptions {
     pub device: Device,
     /// The dataset name recorded in the snapshot's config (the pickle does not name it); default `unknown`.
     pub dataset: Option<String>,
+    /// The `hp_lambda` recorded in the snapshot's config; default: by [`hp_lambda_of`].
+    pub hp_lambda: Option<f64>,
+}
+
+/// The Hessian Penalty weight an imported checkpoint was trained with, and why. The pickle does not record it; the
+/// reference decides from the path (docs/spec/progan_hp.md §2.6, §2.7): a run directory named
+/// `hessian_penalty_<dataset>_…` trained with HP (its `w-<λ>` suffix gives λ), anything else (`progan_…`,
+/// `infogan_…`) without. The reference's pretrained names say it too: `_ft` and `_fs` are HP models (λ 0.1),
+/// `_info` and `_bl` are not. What is recorded matters: fine-tuning a snapshot recorded with `hp_lambda` 0 ramps
+/// the penalty in from 0 at the resume point (§2.6); one recorded with HP gets the full λ at once.
+pub fn hp_lambda_of(pkl: &Path) -> (f64, String) {
+    let text = pkl.to_string_lossy();
+    if let Some(at) = text.rfind("hessian_penalty_") {
+        let rest = &text[at..];
+        let dir = rest.split(['/', '\\']).next().unwrap_or(rest);
+        let lambda = dir
+            .rsplit_once("_w-")
+            .and_then(|(_, w)| w.parse::<f64>().ok())
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .unwrap_or(0.1);
+        return (
+            lambda,
+            format!("hp_lambda {lambda}: the path names a Hessian Penalty run ({dir})"),
+        );
+    }
+    let stem = pkl.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if let Some(stem) = stem.filter(|s| crate::io::resources::is_pretrained_name(s)) {
+        if stem.ends_with("_ft") || stem.ends_with("_fs") {
+            return (
+                0.1,
+                format!("hp_lambda 0.1: {stem} is one of the reference's Hessian Penalty models"),
+            );
+        }
+    }
+    (
+        0.0,
+        "hp_lambda 0: the path does not name a Hessian Penalty run (hessian_penalty_<dataset>_…); fine-tuning \
+         it with the penalty ramps in from 0 (pass --hp-lambda to import to record otherwise)"
+            .to_string(),
+    )
 }
 
 /// [`import_pkl_with`] with the dataset left `unknown`.
@@ -231,6 +271,7 @@ pub fn import_pkl(pkl: &Path, out: &Path, device_for_check: Device) -> Result<Im
         &ImportOptions {
             device: device_for_check,
             dataset: None,
+            hp_lambda: None,
         },
     )
 }
@@ -249,7 +290,23 @@ pub fn import_pkl_with(pkl: &Path, out: &Path, opts: &ImportOptions) -> Result<I
     let src = read_reference_pkl(pkl)?;
     let mut notes = Vec::new();
     let (net, infogan_lambda) = architecture(&src, &mut notes).with_context(|| file.clone())?;
+    let hp_lambda = match opts.hp_lambda {
+        Some(l) => {
+            ensure!(
+                l.is_finite() && l >= 0.0,
+                "--hp-lambda {l}: the weight must be a finite number ≥ 0"
+            );
+            notes.push(format!("hp_lambda {l}: given"));
+            l
+        }
+        None => {
+            let (l, why) = hp_lambda_of(pkl);
+            notes.push(why);
+            l
+        }
+    };
     let mut cfg = TrainConfig {
+        hp_lambda,
         dataset: opts.dataset.clone().unwrap_or_else(|| "unknown".into()),
         resolution: net.resolution,
         nz: net.nz,

@@ -68,7 +68,11 @@ pub fn convert_reference_pkl(pkl: &Path, out: &Path, device: Device) -> Result<(
     crate::checkpoint::import::import_pkl_with(
         pkl,
         out,
-        &crate::checkpoint::import::ImportOptions { device, dataset },
+        &crate::checkpoint::import::ImportOptions {
+            device,
+            dataset,
+            hp_lambda: None,
+        },
     )
     .map(|_| ())
 }

@@ -78,6 +78,11 @@ pub enum Command {
         /// Dataset name recorded in the snapshot's config (the pickle does not name it).
         #[arg(long)]
         dataset: Option<String>,
+        /// The Hessian Penalty weight the checkpoint was trained with (default: from the path, as the reference
+        /// decides: `hessian_penalty_<dataset>_…_w-<λ>` or a pretrained `_ft`/`_fs` name is HP, anything else 0).
+        /// Fine-tuning a snapshot recorded with 0 ramps the penalty in from 0.
+        #[arg(long, alias = "hp_lambda")]
+        hp_lambda: Option<f64>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -136,11 +141,13 @@ pub fn run(cli: Cli) -> Result<()> {
             pkl,
             out,
             dataset,
+            hp_lambda,
             json,
         } => {
             let opts = import::ImportOptions {
                 device: globals.device.resolve()?,
                 dataset,
+                hp_lambda,
             };
             let report = import::import_pkl_with(&pkl, &out, &opts)?;
             if json {

@@ -55,6 +55,9 @@ pub struct Trainer {
     metrics: Option<MetricSuite>,
     /// The factor predictor of the score ticks, loaded (or trained and cached) when training starts.
     scorer: Option<FactorPredictor>,
+    /// The reals' per-pixel std (`report::diversity`) and the collapse guard that compares the fakes' with it.
+    real_diversity: f64,
+    collapse: report::CollapseGuard,
     /// This thread's log records also go to `<run_dir>/log.txt` while the trainer lives.
     _log: crate::io::log::Tee,
 }
@@ -104,6 +107,11 @@ impl Trainer {
         }
         cfg.hp_start_kimg = state.hp_start_kimg;
         let loader = match &resumed {
+            // An imported reference checkpoint records no data position: the data order starts afresh.
+            Some(_) if state.loader.count == 0 => {
+                notes.push("the snapshot records no data position (an imported checkpoint): the data order starts from the beginning".into());
+                Loader::new(dataset.clone(), cfg.seed)
+            }
             Some(_) => Loader::with_state(dataset.clone(), cfg.seed, state.loader.clone())?,
             None => Loader::new(dataset.clone(), cfg.seed),
         };
@@ -154,6 +162,8 @@ impl Trainer {
             stats: TickStats::default(),
             metrics: None,
             scorer: None,
+            real_diversity: 0.0,
+            collapse: report::CollapseGuard::default(),
             _log: log,
         })
     }
@@ -189,7 +199,7 @@ impl Trainer {
         );
         self.load_metrics()?;
         self.load_scorer()?;
-        self.write_reals_grid()?;
+        self.real_diversity = self.write_reals_grid()?;
         self.write_fakes_grid()?;
         if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
             self.write_traversals()?;
@@ -241,7 +251,8 @@ impl Trainer {
             log::info!("{line}");
             bar.set_message(message);
             self.log_tick_scalars(&stats, &phase, hp_w, &timing)?;
-            self.write_fakes_grid()?;
+            let diversity = self.write_fakes_grid()?;
+            self.check_collapse(diversity)?;
             let interp = self.cfg.compute_interp_ticks;
             if interp > 0 && tick % interp == 0 {
                 self.write_traversals()?;

@@ -16,6 +16,47 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
 
+/// The collapse guard fires when the fakes vary less than this fraction of the reals' per-pixel std …
+pub const COLLAPSE_RATIO: f64 = 0.1;
+/// … for this many ticks in a row.
+pub const COLLAPSE_TICKS: u32 = 2;
+
+/// Mean over pixels and channels of the per-pixel standard deviation across a batch of images `[N, C, H, W]`: how
+/// much the images differ from each other (0 for identical images).
+pub fn diversity(images: &Tensor) -> f64 {
+    if images.size()[0] < 2 {
+        return 0.0;
+    }
+    images
+        .to_kind(Kind::Float)
+        .std_dim(0, false, false)
+        .mean(Kind::Double)
+        .double_value(&[])
+}
+
+/// Counts the ticks whose diversity ratio is under [`COLLAPSE_RATIO`]; warns once per run.
+#[derive(Debug, Default)]
+pub struct CollapseGuard {
+    low_ticks: u32,
+    warned: bool,
+}
+
+impl CollapseGuard {
+    /// Records one tick's ratio; `Some(ticks)` when the warning is due (once).
+    pub fn update(&mut self, ratio: f64) -> Option<u32> {
+        if ratio < COLLAPSE_RATIO || !ratio.is_finite() {
+            self.low_ticks += 1;
+        } else {
+            self.low_ticks = 0;
+        }
+        if self.low_ticks >= COLLAPSE_TICKS && !self.warned {
+            self.warned = true;
+            return Some(self.low_ticks);
+        }
+        None
+    }
+}
+
 /// Set by Ctrl-C: stop at the next safe point after a snapshot.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -261,17 +302,20 @@ impl Trainer {
         )
     }
 
-    pub(super) fn write_reals_grid(&mut self) -> Result<()> {
+    /// `reals.png`; returns the reals' [`diversity`], the yardstick of the collapse guard.
+    pub(super) fn write_reals_grid(&mut self) -> Result<f64> {
         let (w, h) = grid_size(self.cfg.resolution);
         let n = (w * h).min(self.dataset.meta().count as i64);
         let level = self.cfg.resolution.trailing_zeros();
         let reals = self.dataset.first_images(level, n as usize)?;
         let reals = crate::data::reals::to_float(&reals);
-        imageio::save_grid(&reals, w as usize, &self.run_dir.join("reals.png"))
+        imageio::save_grid(&reals, w as usize, &self.run_dir.join("reals.png"))?;
+        Ok(diversity(&reals))
     }
 
     /// `fakes<kimg>.png` from Gs on the fixed grid latents (§2.7), also as a TensorBoard image.
-    pub(super) fn write_fakes_grid(&mut self) -> Result<()> {
+    /// Returns the fakes' [`diversity`].
+    pub(super) fn write_fakes_grid(&mut self) -> Result<f64> {
         let (w, _) = grid_size(self.cfg.resolution);
         let lod = self.current_lod();
         let images = tch::no_grad(|| {
@@ -295,7 +339,39 @@ impl Trainer {
             img.width(),
             img.height(),
             &png,
-        )
+        )?;
+        Ok(diversity(&images))
+    }
+
+    /// The collapse guard's tick: `Progress/diversity` (the fakes' per-pixel std over the grid latents) and
+    /// `Progress/diversity_ratio` (relative to the reals') in TensorBoard, and one warning when the ratio stays
+    /// under [`COLLAPSE_RATIO`] for [`COLLAPSE_TICKS`] ticks.
+    pub(super) fn check_collapse(&mut self, fakes: f64) -> Result<()> {
+        let ratio = fakes / self.real_diversity.max(1e-12);
+        self.events.scalars(
+            self.state.cur_nimg as i64,
+            &[
+                ("Progress/diversity".to_string(), fakes),
+                ("Progress/diversity_ratio".to_string(), ratio),
+            ],
+        )?;
+        log::debug!(
+            "diversity {fakes:.5} ({:.1} % of the reals')",
+            100.0 * ratio
+        );
+        if let Some(ticks) = self.collapse.update(ratio) {
+            log::warn!(
+                "Gs's output barely depends on z: for {ticks} ticks its images vary {:.1} % as much as the reals \
+                 (per-pixel std {fakes:.4} vs {:.4}); the generator is collapsing. With the Hessian Penalty the usual \
+                 causes are a weight too large for the run's length (--hp-lambda), no ramp (--warmup-kimg), every \
+                 layer regularised (--layers-to-reg; the paper leaves the last block and RGB free), or HP from \
+                 scratch where fine-tuning a vanilla run works (train with --hp-lambda 0, then --resume-exp N \
+                 --hp-lambda λ --warmup-kimg K)",
+                100.0 * ratio,
+                self.real_diversity
+            );
+        }
+        Ok(())
     }
 
     /// Per-component traversal GIFs of Gs (§7.2: 24 steps, 8 samples, ±2, raw z with G's latent norm).
@@ -338,5 +414,46 @@ pub fn format_duration(secs: f64) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diversity_is_the_mean_per_pixel_std() {
+        // Two images, 0 and 1 everywhere: per-pixel std (population) 0.5.
+        let x = Tensor::cat(
+            &[
+                Tensor::zeros([1, 3, 4, 4], (Kind::Float, tch::Device::Cpu)),
+                Tensor::ones([1, 3, 4, 4], (Kind::Float, tch::Device::Cpu)),
+            ],
+            0,
+        );
+        assert!((diversity(&x) - 0.5).abs() < 1e-7);
+        assert_eq!(diversity(&x.narrow(0, 0, 1)), 0.0);
+        assert_eq!(diversity(&x.narrow(0, 0, 1).repeat([5, 1, 1, 1])), 0.0);
+    }
+
+    #[test]
+    fn the_guard_warns_once_after_two_low_ticks_in_a_row() {
+        let mut g = CollapseGuard::default();
+        assert_eq!(g.update(0.05), None, "one low tick is not enough");
+        assert_eq!(g.update(0.5), None, "a healthy tick resets the count");
+        assert_eq!(g.update(0.05), None);
+        assert_eq!(g.update(0.01), Some(2));
+        assert_eq!(g.update(0.01), None, "once per run");
+        let mut healthy = CollapseGuard::default();
+        for _ in 0..10 {
+            assert_eq!(healthy.update(0.6), None);
+        }
+        let mut nan = CollapseGuard::default();
+        nan.update(f64::NAN);
+        assert_eq!(
+            nan.update(f64::NAN),
+            Some(2),
+            "non-finite images count as collapsed"
+        );
     }
 }
