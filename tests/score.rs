@@ -100,6 +100,11 @@ fn scores_of_models_are_recorded_drawn_and_compared() {
             assert!((0.0..=1.0 + 1e-9).contains(&v), "effect {v}");
         }
     }
+    let largest = effect
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .fold(0.0f64, f64::max);
+    assert_eq!(free["effect_max"].as_f64().unwrap(), largest);
     assert_eq!(free["samples"], json!(300));
     assert_eq!(free["predictor_quality"].as_array().unwrap().len(), 4);
     let votes: u64 = free["factor_vae_z_votes"]

@@ -67,6 +67,9 @@ pub struct EncoderFreeScores {
     pub effect: Vec<Vec<f64>>,
     pub effect_disentanglement: f64,
     pub effect_completeness: f64,
+    /// The largest entry of the effect matrix. Read the effect DCI with it: on a generator that ignores z every
+    /// entry is near 0 and the DCI of such a matrix says nothing (a collapsed demo model: 0.01 and a DCI of 0.31).
+    pub effect_max: f64,
     pub predictor_frechet_distance: f64,
     pub predictor_quality: Vec<FactorQuality>,
     pub samples: usize,
@@ -227,6 +230,7 @@ pub fn score_generator(
     let matrix = Array2::from_shape_fn((nz as usize, k), |(i, j)| effect[i][j]);
     let (effect_disentanglement, effect_completeness) =
         disentanglement::dci_from_importance(&matrix);
+    let effect_max = effect.iter().flatten().copied().fold(0.0f64, f64::max);
     lap("the effect matrix");
 
     // The predictor's Fréchet distance between real and generated images.
@@ -251,6 +255,7 @@ pub fn score_generator(
         effect,
         effect_disentanglement,
         effect_completeness,
+        effect_max,
         predictor_frechet_distance: fd,
         predictor_quality: predictor.meta.quality.clone(),
         samples: opts.samples,

@@ -260,6 +260,7 @@ impl Trainer {
             ("dci_completeness", s.dci_lasso_completeness),
             ("effect_disentanglement", out.effect_disentanglement),
             ("effect_completeness", out.effect_completeness),
+            ("effect_max", out.effect_max),
             ("predictor_frechet_distance", out.predictor_frechet_distance),
         ];
         let scalars: Vec<(String, f64)> = values

@@ -176,11 +176,12 @@ pub(super) fn run(
         let mut notes: Vec<String> = Vec::new();
         if let Some(f) = &free {
             notes.push(format!(
-                "{}: effect matrix disentanglement {:.4}, completeness {:.4}; predictor Fréchet distance {:.4}; \
-                 predictor held-out {}",
+                "{}: effect matrix disentanglement {:.4}, completeness {:.4}, largest entry {:.4}; predictor \
+                 Fréchet distance {:.4}; predictor held-out {}",
                 mref.name,
                 f.effect_disentanglement,
                 f.effect_completeness,
+                f.effect_max,
                 f.predictor_frechet_distance,
                 f.predictor_quality
                     .iter()
