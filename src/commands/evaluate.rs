@@ -103,12 +103,6 @@ pub fn run(globals: &Globals, args: &EvaluateOptions) -> Result<Vec<Evaluation>>
         [] => vec![default_model(&args.results_dir)?.display().to_string()],
         given => given.to_vec(),
     };
-    ensure!(
-        args.snapshot_kimgs.len() == 1 || args.snapshot_kimgs.len() == models.len(),
-        "--snapshot-kimgs has {} values for {} models; give one for all or one per model",
-        args.snapshot_kimgs.len(),
-        models.len()
-    );
     let z_file = match &args.z {
         Some(p) => {
             ensure!(
@@ -134,14 +128,7 @@ pub fn run(globals: &Globals, args: &EvaluateOptions) -> Result<Vec<Evaluation>>
     // Resolve every model before the (long) work starts, so a typo fails at once.
     let mut resolver = globals.resolver(&args.results_dir);
     resolver.pretrained_dir = args.pretrained_dir.clone();
-    let refs: Vec<reference::ModelRef> = models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let snap = &args.snapshot_kimgs[i.min(args.snapshot_kimgs.len() - 1)];
-            resolver.resolve(m, snap)
-        })
-        .collect::<Result<_>>()?;
+    let refs = resolver.resolve_all(&models, &args.snapshot_kimgs)?;
     let device = globals.device.resolve()?;
     let seed = globals.seed_or_default();
     let suite = MetricSuite::new(&kinds, opts, device)?;

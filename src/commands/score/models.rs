@@ -71,27 +71,14 @@ pub(super) fn run(
     opts: &ModelScoreOptions,
     dhsic_rows: usize,
 ) -> Result<Vec<ScoreReport>> {
-    ensure!(
-        opts.snapshot_kimgs.len() <= 1 || opts.snapshot_kimgs.len() == opts.models.len(),
-        "--snapshot-kimgs has {} values for {} models; give one for all or one per model",
-        opts.snapshot_kimgs.len(),
-        opts.models.len()
-    );
     // Resolve every model before the long work starts, so that a typo fails at once.
     let mut resolver = globals.resolver(&opts.results_dir);
     resolver.pretrained_dir = opts.pretrained_dir.clone();
-    let refs: Vec<ModelRef> = opts
-        .models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let snap = opts
-                .snapshot_kimgs
-                .get(i.min(opts.snapshot_kimgs.len().saturating_sub(1)))
-                .map_or("latest", String::as_str);
-            resolver.resolve(m, snap)
-        })
-        .collect::<Result<_>>()?;
+    let kimgs = match opts.snapshot_kimgs.as_slice() {
+        [] => vec!["latest".to_string()],
+        given => given.to_vec(),
+    };
+    let refs: Vec<ModelRef> = resolver.resolve_all(&opts.models, &kimgs)?;
     let device = globals.device.resolve()?;
     let seed = globals.seed_or_default();
     let mut datasets: HashMap<PathBuf, Dataset> = HashMap::new();
