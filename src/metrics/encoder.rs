@@ -13,12 +13,13 @@ use crate::data::reals::to_float;
 use crate::data::synth::{self, Kind as SynthKind};
 use crate::data::Dataset;
 use crate::metrics::disentanglement::{self, Groups, Scores};
+use crate::metrics::encoder_free::to_array;
 use crate::metrics::predictor::require_factors;
 use anyhow::{Context, Result};
 use ndarray::Array2;
 use rayon::prelude::*;
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Sample counts of the suite with an encoder (the reference's by default).
 #[derive(Clone, Debug, Serialize)]
@@ -59,12 +60,6 @@ pub struct EncoderScores {
     pub groups: usize,
     pub group_images: Option<String>,
     pub options: EncoderOptions,
-}
-
-fn to_array(t: &Tensor) -> Result<Array2<f64>> {
-    let s = t.size();
-    let v = Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view([-1]))?;
-    Ok(Array2::from_shape_vec((s[0] as usize, s[1] as usize), v)?)
 }
 
 /// Codes of dataset images `indices` at `2^log2`, encoded in batches on `device`.

@@ -84,7 +84,8 @@ fn generate(g: &dyn Fn(&Tensor) -> Tensor, z: &Tensor, batch: usize) -> Vec<Tens
         .collect()
 }
 
-fn to_array(t: &Tensor) -> Result<Array2<f64>> {
+/// A `[rows, columns]` tensor as a float64 host matrix (also the codes of `metrics::encoder`).
+pub(crate) fn to_array(t: &Tensor) -> Result<Array2<f64>> {
     let s = t.size();
     let v = Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().view([-1]))?;
     Ok(Array2::from_shape_vec((s[0] as usize, s[1] as usize), v)?)

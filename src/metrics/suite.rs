@@ -195,15 +195,17 @@ pub fn record(
     fs::write_bytes_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
 
     let mut line = header;
-    line.insert(
-        "time".into(),
-        json!(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())),
-    );
+    line.insert("time".into(), json!(unix_time()));
     line.insert("metrics".into(), Value::Object(records));
     append_jsonl(&results_dir.join("metrics.jsonl"), &Value::Object(line))?;
     Ok(path)
+}
+
+/// Seconds since the Unix epoch: the `time` of a JSON-lines record.
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Appends `value` as one line to the JSON-lines file `path` (creating its directory). One write per line, so

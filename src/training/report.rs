@@ -8,7 +8,7 @@ use crate::core::schedule::Phase;
 use crate::core::traversal;
 use crate::io::imageio;
 use crate::metrics::encoder_free::{score_generator, EncoderFreeOptions};
-use crate::metrics::suite::{append_jsonl, beside, header, record};
+use crate::metrics::suite::{append_jsonl, beside, header, record, unix_time};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::HashMap;
@@ -291,12 +291,7 @@ impl Trainer {
             .unwrap_or_else(|| serde_json::Value::Object(h.clone()));
         doc["scores"] = serde_json::to_value(&out)?;
         crate::io::fs::write_bytes_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
-        h.insert(
-            "time".into(),
-            json!(std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())),
-        );
+        h.insert("time".into(), json!(unix_time()));
         append_jsonl(
             &self.cfg.results_dir.join("scores.jsonl"),
             &serde_json::Value::Object(h),

@@ -13,7 +13,7 @@ use crate::data::{locate, Dataset};
 use crate::metrics::encoder::{score_encoder, EncoderOptions, EncoderScores};
 use crate::metrics::encoder_free::{score_generator, EncoderFreeOptions, EncoderFreeScores};
 use crate::metrics::predictor::{require_factors, FactorPredictor, PredictorOptions};
-use crate::metrics::suite::{append_jsonl, beside, header};
+use crate::metrics::suite::{append_jsonl, beside, header, unix_time};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -255,9 +255,7 @@ fn write_outputs(
     )?;
     files.push(json_path);
     let mut line = record.clone();
-    line["time"] = json!(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()));
+    line["time"] = json!(unix_time());
     append_jsonl(&results_dir.join("scores.jsonl"), &line)?;
     let components = |n: usize| (0..n).map(|i| format!("z{i}")).collect::<Vec<_>>();
     let mi_range = |mi: &[Vec<f64>]| {
