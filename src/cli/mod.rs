@@ -92,6 +92,19 @@ pub enum Command {
     /// Disentanglement against ground-truth factors: FactorVAE, BetaVAE, SAP, MIG, modularity, explicitness,
     /// DCI and dHSIC of given codes.
     Score(Box<score::ScoreArgs>),
+    /// Summarise a study (scripts/study.sh): per dataset, each arm's last score tick as mean ± std over seeds,
+    /// every measure against kimg, traversal stills; study.md, study.json and plots.
+    Report {
+        /// The study's run list: one JSON object per line with dataset, arm, seed, run and parent.
+        #[arg(long, default_value = "study-runs/runs.jsonl")]
+        manifest: PathBuf,
+        /// Where study.md, study.json and the plots go (traversal stills are looked up under <out>/traversals).
+        #[arg(long, default_value = "docs/results")]
+        out: PathBuf,
+        /// `figures --fig diag` outputs (diag.json) of the study's snapshots: adds Table 2's numbers.
+        #[arg(long, num_args = 1..)]
+        diag: Vec<PathBuf>,
+    },
 }
 
 /// Runs a parsed command line: sets up logging, then runs the command and prints its results.
@@ -170,6 +183,32 @@ pub fn run(cli: Cli) -> Result<()> {
             let json = args.json;
             let reports = commands::score::run(&globals, &(*args).into())?;
             score::print(&reports, json)?;
+        }
+        Command::Report {
+            manifest,
+            out,
+            diag,
+        } => {
+            let report = commands::report::run(&commands::report::ReportOptions {
+                manifest,
+                out,
+                diag,
+            })?;
+            for (dataset, arms) in &report.datasets {
+                for a in arms {
+                    let fv = a.last[0].1.map_or("–".to_string(), |s| s.format());
+                    println!(
+                        "{dataset:<14} {:<16} seeds {}  FactorVAE (z groups) {fv}",
+                        a.arm,
+                        a.seeds.len()
+                    );
+                }
+            }
+            if !quiet {
+                for f in &report.files {
+                    println!("wrote {}", f.display());
+                }
+            }
         }
         Command::Visualize(args) => {
             for set in commands::visualize::run(&globals, &(*args).into())? {

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod evaluate;
 pub mod figures;
 pub mod info;
+pub mod report;
 pub mod score;
 pub mod train;
 pub mod visualize;

@@ -55,13 +55,18 @@ impl Default for EncoderFreeOptions {
     }
 }
 
+/// A predicted factor whose std over the samples is under this fraction of its declared range counts as not
+/// varied by G and is left out of FactorVAE's vote (with every factor collapsed, the score is 0).
+pub const COLLAPSED_FACTOR: f64 = 1e-3;
+
 /// What the encoder-free suite measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct EncoderFreeScores {
     pub scores: Scores,
     pub factor_names: Vec<String>,
     pub factor_vae_z: f64,
-    /// `votes[k][i]`: groups fixing component i whose least-varying factor was k.
+    /// `votes[k][i]`: groups fixing component i whose least-varying factor was k (factors G does not vary take
+    /// no part: [`COLLAPSED_FACTOR`]).
     pub factor_vae_z_votes: Vec<Vec<u64>>,
     /// `effect[i][k]`, components × factors.
     pub effect: Vec<Vec<f64>>,
@@ -74,6 +79,14 @@ pub struct EncoderFreeScores {
     pub predictor_quality: Vec<FactorQuality>,
     pub samples: usize,
     pub seed: u64,
+}
+
+/// The factor with the least normalised std in a group (`std / scale`), among those G varies at all over the
+/// samples (`scale` above [`COLLAPSED_FACTOR`] of `range`); None when G varies none.
+fn least_varying(std: &[f64], scale: &[f64], range: &[f64]) -> Option<usize> {
+    (0..std.len())
+        .filter(|&a| scale[a] > COLLAPSED_FACTOR * range[a].max(1e-12))
+        .min_by(|&a, &b| (std[a] / scale[a]).total_cmp(&(std[b] / scale[b])))
 }
 
 /// Runs `g` (latents `[n, nz]` → images in [−1, 1] at the predictor's resolution) in batches.
@@ -136,11 +149,11 @@ pub fn score_generator(
     )?;
     lap("the suite on (z, predicted factors)");
 
-    // FactorVAE with z groups: the least-varying predicted factor votes for the fixed component.
-    let scale: Vec<f64> = Vec::<f64>::try_from(predicted.std_dim(0, false, false))?
-        .into_iter()
-        .map(|s| if s > 0.0 { s } else { 1.0 })
-        .collect();
+    // FactorVAE with z groups: the least-varying predicted factor votes for the fixed component. A factor that G
+    // does not vary at all (std under COLLAPSED_FACTOR of its range over the samples) takes no part, as Kim & Mnih
+    // prune collapsed code dimensions: it would be the least-varying factor of every group and win every vote.
+    let scale: Vec<f64> = Vec::<f64>::try_from(predicted.std_dim(0, false, false))?;
+    let range = &predictor.meta.range;
     let mut votes = vec![vec![0u64; nz as usize]; k];
     for group in 0..opts.groups {
         let i = (group % nz as usize) as i64;
@@ -159,10 +172,9 @@ pub fn score_generator(
             0,
         );
         let std: Vec<f64> = Vec::try_from(p.std_dim(0, false, false))?;
-        let best = (0..k)
-            .min_by(|&a, &b| (std[a] / scale[a]).total_cmp(&(std[b] / scale[b])))
-            .unwrap_or(0);
-        votes[best][i as usize] += 1;
+        if let Some(best) = least_varying(&std, &scale, range) {
+            votes[best][i as usize] += 1;
+        }
     }
     let factor_vae_z = votes
         .iter()
@@ -175,7 +187,6 @@ pub fn score_generator(
     let bases = Tensor::randn([opts.effect_bases as i64, nz], (Kind::Float, device));
     let steps = opts.effect_steps as i64;
     let values = Tensor::linspace(-opts.extent, opts.extent, steps, (Kind::Float, device));
-    let range = &predictor.meta.range;
     let mut effect = vec![vec![0.0; k]; nz as usize];
     for i in 0..nz {
         // [bases, steps, nz] with component i swept.
@@ -262,4 +273,28 @@ pub fn score_generator(
         samples: opts.samples,
         seed: opts.seed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_factor_g_never_varies_takes_no_vote() {
+        let range = [1.0, 2.0, 2.0];
+        // Factor 2 is constant over the samples: without pruning it would win (0 / 1 < 0.1 / 0.5).
+        let scale = [0.5, 1.0, 0.0];
+        assert_eq!(least_varying(&[0.05, 0.5, 0.0], &scale, &range), Some(0));
+        assert_eq!(least_varying(&[0.4, 0.1, 0.0], &scale, &range), Some(1));
+        // A std of 1e-4 of a range of 2 is under COLLAPSED_FACTOR; 1e-2 is not.
+        assert_eq!(
+            least_varying(&[0.4, 0.9, 0.0], &[0.5, 1.0, 2e-4], &range),
+            Some(0)
+        );
+        assert_eq!(
+            least_varying(&[0.4, 0.9, 0.0], &[0.5, 1.0, 1e-2], &range),
+            Some(2)
+        );
+        assert_eq!(least_varying(&[0.0, 0.0], &[0.0, 0.0], &[1.0, 1.0]), None);
+    }
 }

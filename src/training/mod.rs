@@ -57,6 +57,8 @@ pub struct Trainer {
     scorer: Option<FactorPredictor>,
     /// The reals' per-pixel std (`report::diversity`) and the collapse guard that compares the fakes' with it.
     real_diversity: f64,
+    /// The last tick's fakes/reals diversity ratio (recorded beside the scores of a score tick).
+    diversity_ratio: Option<f64>,
     collapse: report::CollapseGuard,
     /// This thread's log records also go to `<run_dir>/log.txt` while the trainer lives.
     _log: crate::io::log::Tee,
@@ -163,6 +165,7 @@ impl Trainer {
             metrics: None,
             scorer: None,
             real_diversity: 0.0,
+            diversity_ratio: None,
             collapse: report::CollapseGuard::default(),
             _log: log,
         })

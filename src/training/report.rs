@@ -290,6 +290,9 @@ impl Trainer {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .unwrap_or_else(|| serde_json::Value::Object(h.clone()));
         doc["scores"] = serde_json::to_value(&out)?;
+        // The collapse guard's reading of the same tick, so that a study can put quality, diversity and scores side
+        // by side from one file.
+        doc["diversity_ratio"] = json!(self.diversity_ratio);
         crate::io::fs::write_bytes_atomic(&path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         h.insert("time".into(), json!(unix_time()));
         append_jsonl(
@@ -344,6 +347,7 @@ impl Trainer {
     /// under [`COLLAPSE_RATIO`] for [`COLLAPSE_TICKS`] ticks.
     pub(super) fn check_collapse(&mut self, fakes: f64) -> Result<()> {
         let ratio = fakes / self.real_diversity.max(1e-12);
+        self.diversity_ratio = Some(ratio);
         self.events.scalars(
             self.state.cur_nimg as i64,
             &[

@@ -536,3 +536,158 @@ pub fn save_bar_panels(panels: &[BarPanel], png: &Path, svg: &Path) -> Result<()
     }
     fs::write_bytes_atomic(svg, text.as_bytes())
 }
+
+/// One curve of a line chart: a name and (x, mean, std) points; a band of ± std is shaded where std > 0.
+pub struct Curve {
+    pub name: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// One subplot of a line chart: `report`'s score-against-kimg panels.
+pub struct LinePanel {
+    pub title: String,
+    pub x_desc: String,
+    pub curves: Vec<Curve>,
+}
+
+/// Pixel size of one line-chart subplot.
+pub const LINE_PANEL: (u32, u32) = (560, 400);
+
+/// Distinct line colours (Tableau 10), cycled.
+const TABLEAU: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+/// Draws line-chart panels on a grid of `cols` columns; the legend sits in the first panel.
+pub fn draw_line_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[LinePanel],
+    cols: usize,
+) -> Result<()> {
+    ensure_font();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let cols = cols.clamp(1, panels.len().max(1));
+    let areas = root.split_evenly((panels.len().div_ceil(cols).max(1), cols));
+    for (p, (panel, area)) in panels.iter().zip(areas.iter()).enumerate() {
+        let all = || panel.curves.iter().flat_map(|c| c.points.iter());
+        let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+        let (mut y0, mut y1) = all().filter(|p| p.1.is_finite()).fold(
+            (f64::INFINITY, f64::NEG_INFINITY),
+            |(a, b), p| {
+                let s = if p.2.is_finite() { p.2 } else { 0.0 };
+                (a.min(p.1 - s), b.max(p.1 + s))
+            },
+        );
+        if x0 > x1 {
+            (x0, x1) = (0.0, 1.0);
+        }
+        if x1 - x0 < 1e-9 {
+            x1 = x0 + 1.0;
+        }
+        if y0 > y1 {
+            (y0, y1) = (0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.08).max(1e-6);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| tick_label(*v))
+            .y_label_formatter(&|v| tick_label(*v))
+            .x_desc(panel.x_desc.as_str())
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(plot_err)?;
+        for (c, curve) in panel.curves.iter().enumerate() {
+            let [r, g, b] = TABLEAU[c % TABLEAU.len()];
+            let color = RGBColor(r, g, b);
+            let pts: Vec<(f64, f64, f64)> = curve
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.1.is_finite())
+                .collect();
+            if pts.iter().any(|p| p.2 > 0.0) {
+                let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1 + p.2)).collect();
+                band.extend(pts.iter().rev().map(|p| (p.0, p.1 - p.2)));
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        band,
+                        color.mix(0.15).filled(),
+                    )))
+                    .map_err(plot_err)?;
+            }
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
+                )
+                .map_err(plot_err)?;
+            let series = chart
+                .draw_series(std::iter::once(PathElement::new(
+                    pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+                    color.stroke_width(2),
+                )))
+                .map_err(plot_err)?;
+            if p == 0 {
+                series.label(curve.name.clone()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+                });
+            }
+        }
+        if p == 0 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(plot_err)?;
+        }
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Line-chart panels as PNG and SVG, `cols` panels per row.
+pub fn save_line_panels(panels: &[LinePanel], cols: usize, png: &Path, svg: &Path) -> Result<()> {
+    ensure!(!panels.is_empty(), "line chart: no panels");
+    let cols = cols.clamp(1, panels.len());
+    let (w, h) = (
+        cols as u32 * LINE_PANEL.0,
+        panels.len().div_ceil(cols) as u32 * LINE_PANEL.1,
+    );
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    {
+        let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
+        draw_line_panels(&root, panels, cols)?;
+    }
+    crate::io::imageio::save_png(&img, png)?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (w, h)).into_drawing_area();
+        draw_line_panels(&root, panels, cols)?;
+    }
+    fs::write_bytes_atomic(svg, text.as_bytes())
+}
