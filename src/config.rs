@@ -17,6 +17,8 @@ pub struct TrainConfig {
     pub dataset: String,
     pub resolution: i64,
     pub nz: i64,
+    /// Image channels (3 RGB, 1 grey): set from the dataset when training starts, kept in the snapshots.
+    pub num_channels: i64,
     pub total_kimg: f64,
     pub seed: u64,
     pub hp_lambda: f64,
@@ -66,6 +68,7 @@ impl Default for TrainConfig {
             dataset: "edges_and_shoes".into(),
             resolution: 128,
             nz: 12,
+            num_channels: 3,
             total_kimg: 30000.0,
             seed: 1000,
             hp_lambda: 0.1,
@@ -150,7 +153,7 @@ impl TrainConfig {
         NetConfig {
             resolution: self.resolution,
             nz: self.nz,
-            num_channels: 3,
+            num_channels: self.num_channels,
             fmap_base: self.fmap_base,
             fmap_max: self.fmap_max,
             infogan_nz: self.infogan_nz,
@@ -173,6 +176,11 @@ impl TrainConfig {
 
     /// The reference's assertions (docs/spec/progan_hp.md §4.1) and ours, each naming the flag.
     pub fn validate(&self) -> Result<()> {
+        ensure!(
+            matches!(self.num_channels, 1 | 3),
+            "num_channels {} is not supported: images are grey (1) or RGB (3)",
+            self.num_channels
+        );
         ensure!(self.nz >= 1, "--nz must be at least 1, got {}", self.nz);
         ensure!(
             self.nz >= self.infogan_nz,

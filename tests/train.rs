@@ -383,3 +383,49 @@ fn the_collapse_guard_warns_when_gs_ignores_z_and_stays_silent_on_a_healthy_run(
     let bytes = std::fs::read(events).unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains("Progress/diversity"));
 }
+
+#[test]
+fn a_grey_dataset_trains_one_channel_networks_and_its_snapshot_does_not_resume_on_rgb() {
+    let _g = lock();
+    let root = scratch("grey");
+    tiny_dataset(&root);
+    let opts = hessian_gan::data::synth::SynthOptions {
+        kind: hessian_gan::data::synth::Kind::Dsprites,
+        count: 64,
+        resolution: 8,
+        seed: 5,
+        name: Some("grey".into()),
+    };
+    hessian_gan::data::synth::generate(&root.join("datasets").join("grey"), &opts).unwrap();
+    let tiny = run(&root, json!({"dataset": "grey", "total_kimg": 1}));
+    let run_dir = tiny.train();
+    let snap = find_snapshot(&run_dir, "latest").unwrap();
+    let loaded = hessian_gan::checkpoint::load_snapshot(&snap).unwrap();
+    assert_eq!(loaded.config.num_channels, 1);
+    let net = loaded.config.net();
+    assert_eq!(net.num_channels, 1);
+    // ToRGB of the 8² block maps nf(2) = fmap_base 32 / 2² = 8 channels to 1: its weight is [1, 8, 1, 1].
+    let to_rgb = loaded
+        .tensors
+        .iter()
+        .find(|(k, _)| k.starts_with("Gs/") && k.contains("ToRGB_lod0") && k.ends_with("weight"))
+        .map(|(_, t)| t.size())
+        .expect("a ToRGB_lod0 weight in the snapshot");
+    assert_eq!(to_rgb, vec![1, 8, 1, 1]);
+    let fakes = image::open(run_dir.join("fakes000001.png"))
+        .unwrap()
+        .to_rgb8();
+    assert!(
+        fakes.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+        "grey fakes"
+    );
+
+    // Resuming it on the RGB dataset is a clear error.
+    let mut request = run(&root, json!({"dataset": "tiny", "total_kimg": 2})).request();
+    request.resume = Some(snap);
+    let err = format!("{:#}", train::run(&globals(), &request).unwrap_err());
+    assert!(
+        err.contains("has 3 channel(s)") && err.contains("was trained on 1"),
+        "{err}"
+    );
+}

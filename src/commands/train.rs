@@ -75,7 +75,7 @@ pub fn resolve(
 
 /// Entry point of `hessian-gan train`.
 pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
-    let (cfg, resumed) = resolve(globals, request)?;
+    let (mut cfg, resumed) = resolve(globals, request)?;
     let device = globals.device.resolve()?;
     if request.dry_run {
         return Ok(TrainOutcome::DryRun {
@@ -95,12 +95,18 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         meta.resolution,
         cfg.resolution
     );
-    ensure!(
-        meta.channels == 3,
-        "dataset {} has {} channel(s); the networks are built for RGB (3)",
-        dataset_dir.display(),
-        meta.channels
-    );
+    // The networks take the dataset's channels (3 RGB, 1 grey such as dSprites); a resumed snapshot keeps its own.
+    if let Some(snap) = &resumed {
+        ensure!(
+            meta.channels as i64 == snap.config.num_channels,
+            "dataset {} has {} channel(s) but {} was trained on {}: resume on its dataset",
+            dataset_dir.display(),
+            meta.channels,
+            snap.path.display(),
+            snap.config.num_channels
+        );
+    }
+    cfg.num_channels = meta.channels as i64;
 
     let run_dir = next_run_dir(&cfg.results_dir, &cfg.run_description())?;
     std::fs::create_dir_all(&run_dir)
