@@ -44,6 +44,8 @@ pub struct Measure {
     pub label: &'static str,
     /// JSON pointer into the metrics document.
     pub pointer: &'static str,
+    /// Plotted as log10 (the predictor's Fréchet distance spans 10 to 10⁴ when a run is briefly broken).
+    pub log_plot: bool,
 }
 
 /// What the study reports for every score tick (README, "Disentanglement scores").
@@ -52,36 +54,43 @@ pub const MEASURES: [Measure; 7] = [
         key: "factor_vae_z",
         label: "FactorVAE (z groups) ↑",
         pointer: "/scores/factor_vae_z",
+        log_plot: false,
     },
     Measure {
         key: "mig",
         label: "MIG ↑",
         pointer: "/scores/scores/mig",
+        log_plot: false,
     },
     Measure {
         key: "dci_disentanglement",
         label: "DCI-Lasso D ↑",
         pointer: "/scores/scores/dci_lasso_disentanglement",
+        log_plot: false,
     },
     Measure {
         key: "effect_disentanglement",
         label: "effect DCI-D ↑",
         pointer: "/scores/effect_disentanglement",
+        log_plot: false,
     },
     Measure {
         key: "effect_max",
         label: "effect_max",
         pointer: "/scores/effect_max",
+        log_plot: false,
     },
     Measure {
         key: "predictor_frechet_distance",
         label: "predictor FD ↓",
         pointer: "/scores/predictor_frechet_distance",
+        log_plot: true,
     },
     Measure {
         key: "diversity_ratio",
         label: "diversity (fakes/reals)",
         pointer: "/diversity_ratio",
+        log_plot: false,
     },
 ];
 
@@ -271,6 +280,19 @@ fn mean_curve(per_seed: &[Vec<Tick>], measure: usize) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
+/// A (kimg, mean, std) curve on a log10 axis: the mean's log, and half the log-width of mean ± std as the band
+/// (the lower edge clamped above 0).
+fn log10_curve(curve: &[(f64, f64, f64)]) -> Vec<(f64, f64, f64)> {
+    curve
+        .iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|&(x, m, s)| {
+            let lo = (m - s).max(m * 1e-3);
+            (x, m.log10(), ((m + s).log10() - lo.log10()) / 2.0)
+        })
+        .collect()
+}
+
 /// Summarises the manifest's runs and writes the report files.
 pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
     let runs = read_manifest(&opts.manifest)?;
@@ -351,13 +373,21 @@ pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
             .iter()
             .enumerate()
             .map(|(m, measure)| LinePanel {
-                title: measure.label.to_string(),
+                title: if measure.log_plot {
+                    format!("log10 {}", measure.label)
+                } else {
+                    measure.label.to_string()
+                },
                 x_desc: "kimg".into(),
                 curves: arms
                     .iter()
                     .map(|a| Curve {
                         name: a.arm.clone(),
-                        points: a.curves[m].clone(),
+                        points: if measure.log_plot {
+                            log10_curve(&a.curves[m])
+                        } else {
+                            a.curves[m].clone()
+                        },
                     })
                     .collect(),
             })
