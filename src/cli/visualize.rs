@@ -64,6 +64,9 @@ pub struct VisualizeArgs {
     /// Black pixels between rows of a video frame.
     #[arg(long, alias = "pad_y", default_value_t = 0)]
     pub pad_y: usize,
+    /// Nearest-neighbour enlargement of the stills and grids (a 32² model's tiles are hard to see at 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub zoom: u32,
     /// Frames per second of the videos.
     #[arg(long, default_value_t = 60)]
     pub fps: u32,
@@ -115,6 +118,7 @@ impl From<VisualizeArgs> for VisualizeOptions {
             transpose: a.transpose,
             pad_x: a.pad_x,
             pad_y: a.pad_y,
+            zoom: a.zoom,
             fps: a.fps,
             format: a.format.into(),
             loop_cache_mib: a.loop_cache_mib,

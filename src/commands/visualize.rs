@@ -66,6 +66,8 @@ pub struct VisualizeOptions {
     pub pad_x: usize,
     /// Black pixels between rows of a video frame.
     pub pad_y: usize,
+    /// Nearest-neighbour enlargement factor of the stills and grids (1 = none).
+    pub zoom: u32,
     /// Frames per second of the videos.
     pub fps: u32,
     /// Video container; mp4 needs ffmpeg on PATH, otherwise GIFs are written.
@@ -108,6 +110,7 @@ impl Default for VisualizeOptions {
             transpose: false,
             pad_x: 0,
             pad_y: 0,
+            zoom: 1,
             fps: 60,
             format: VideoFormat::Mp4,
             loop_cache_mib: 2048,
@@ -431,7 +434,7 @@ fn render_grid_set(
     }
     bar.finish_and_clear();
     imageio::save_png(
-        &imageio::hstack(&grids, SIDE_BY_SIDE_GAP, 0),
+        &imageio::zoom(&imageio::hstack(&grids, SIDE_BY_SIDE_GAP, 0), args.zoom),
         &dir.join("grid.png"),
     )?;
     latents::write_npy(z, &dir.join("z.npy"))?;
@@ -622,7 +625,7 @@ fn render_videos(
                     .collect::<Result<Vec<_>>>()?;
                 let name = Path::new("flattened_frames").join(format!("z{comp:03}.png"));
                 imageio::save_png(
-                    &imageio::hstack(&strips, SIDE_BY_SIDE_GAP, 0),
+                    &imageio::zoom(&imageio::hstack(&strips, SIDE_BY_SIDE_GAP, 0), args.zoom),
                     &dir.join(&name),
                 )?;
                 files.push(name);

@@ -94,6 +94,14 @@ pub fn hstack(images: &[image::RgbImage], gap: u32, value: u8) -> image::RgbImag
     out
 }
 
+/// `img` enlarged `factor` times by repeating pixels (nearest neighbour); `factor` 1 returns a copy.
+pub fn zoom(img: &image::RgbImage, factor: u32) -> image::RgbImage {
+    let f = factor.max(1);
+    image::RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| {
+        *img.get_pixel(x / f, y / f)
+    })
+}
+
 /// Saves an RGB image as PNG atomically.
 pub fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     fs::write_atomic(path, |tmp| {
@@ -110,6 +118,17 @@ pub fn save_grid(images: &Tensor, cols: usize, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zoom_repeats_every_pixel() {
+        let img = image::RgbImage::from_fn(2, 1, |x, _| image::Rgb([x as u8 * 100, 7, 9]));
+        let z = zoom(&img, 3);
+        assert_eq!((z.width(), z.height()), (6, 3));
+        for (x, y, p) in z.enumerate_pixels() {
+            assert_eq!(*p, *img.get_pixel(x / 3, y / 3), "({x}, {y})");
+        }
+        assert_eq!(zoom(&img, 1), img);
+    }
 
     #[test]
     fn grid_places_tiles_row_major() {
