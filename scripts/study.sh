@@ -9,23 +9,25 @@
 #   vanilla-cont    from vanilla, λ 0 to END_KIMG (the control of every fine-tuning arm: the same extra training)
 #   hp-ft-<λ>       from vanilla, HP λ ramped in over RAMP_KIMG (the paper's _ft), every layer but RGB
 #   hp-ft-early     from vanilla, HP EARLY_LAMBDA on the layers before the last block (spec §1.3 leaves it free)
+#   hp-ft-first     from vanilla, HP FIRST_LAMBDA on the 4×4 block only (layers 1, 2: where the layout is decided)
 #   infogan         InfoGAN (λ_info 1 on all nz components) to END_KIMG
 #   hp-scratch      HP SCRATCH_LAMBDA ramped in over BASE_KIMG from the start, to END_KIMG
 #
 # Environment (defaults in brackets): SEEDS [1 2 3], DATASETS [clevr-simple dsprites], ARMS [all, in the order
 # above], BASE_KIMG [12], END_KIMG [16], RAMP_KIMG [2], FT_LAMBDAS [0.0001 0.001], EARLY_LAMBDA [0.001],
-# SCRATCH_LAMBDA [0.001], COUNT [10000 images per dataset], SCORE_SAMPLES [3000], SCORE_GROUPS [40],
+# FIRST_LAMBDA [0.01], SCRATCH_LAMBDA [0.001], COUNT [10000 images per dataset], SCORE_SAMPLES [3000], SCORE_GROUPS [40],
 # STUDY_DIR [study-runs], OUT [docs/results]. Example: SEEDS="1 2" DATASETS=dsprites bash scripts/study.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-1 2 3}
 DATASETS=${DATASETS:-clevr-simple dsprites}
 FT_LAMBDAS=${FT_LAMBDAS:-0.0001 0.001}
-ARMS=${ARMS:-vanilla vanilla-cont $(for l in $FT_LAMBDAS; do printf 'hp-ft-%s ' "$l"; done)hp-ft-early infogan hp-scratch}
+ARMS=${ARMS:-vanilla vanilla-cont $(for l in $FT_LAMBDAS; do printf 'hp-ft-%s ' "$l"; done)hp-ft-early hp-ft-first infogan hp-scratch}
 BASE_KIMG=${BASE_KIMG:-12}
 END_KIMG=${END_KIMG:-16}
 RAMP_KIMG=${RAMP_KIMG:-2}
 EARLY_LAMBDA=${EARLY_LAMBDA:-0.001}
+FIRST_LAMBDA=${FIRST_LAMBDA:-0.01}
 SCRATCH_LAMBDA=${SCRATCH_LAMBDA:-0.001}
 COUNT=${COUNT:-10000}
 SCORE_SAMPLES=${SCORE_SAMPLES:-3000}
@@ -105,6 +107,9 @@ for arm in $ARMS; do
             hp-ft-early)
                 run_arm "$ds" "$arm" "$seed" vanilla --hp-lambda "$EARLY_LAMBDA" --warmup-kimg "$RAMP_KIMG" \
                     --layers-to-reg 1 2 3 4 5 6 --total-kimg "$END_KIMG" ;;
+            hp-ft-first)
+                run_arm "$ds" "$arm" "$seed" vanilla --hp-lambda "$FIRST_LAMBDA" --warmup-kimg "$RAMP_KIMG" \
+                    --layers-to-reg 1 2 --total-kimg "$END_KIMG" ;;
             hp-ft-*)
                 run_arm "$ds" "$arm" "$seed" vanilla --hp-lambda "${arm#hp-ft-}" --warmup-kimg "$RAMP_KIMG" \
                     --total-kimg "$END_KIMG" ;;
@@ -135,7 +140,7 @@ for ds in $DATASETS; do
             still="$OUT/traversals/$ds/$m_arm"
             if [ ! -f "$still/z000.png" ] || [ "$m_run" -nt "$still/z000.png" ]; then
                 rm -rf "$W/visuals/$ds/$m_arm" "$still"
-                "$bin" visualize -q --models "$m_run" --stills-only --interpolate-pre-norm --samples 4 \
+                "$bin" visualize -q --models "$m_run" --stills-only --interpolate-pre-norm --samples 4 --zoom 3 \
                     --n-frames-to-save 7 --out "$W/visuals/$ds/$m_arm"
                 mkdir -p "$still"
                 cp "$(dirname "$(find "$W/visuals/$ds/$m_arm" -name z000.png | head -n 1)")"/z*.png "$still/"

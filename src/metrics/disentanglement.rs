@@ -363,11 +363,37 @@ pub fn linear_svc_accuracy(x: ArrayView1<f64>, labels: &[usize], c: f64) -> f64 
 fn logistic_probabilities(x: &Array2<f64>, labels: &[usize]) -> Result<(Array2<f64>, Vec<usize>)> {
     let targets = Array1::from(labels.to_vec());
     let dataset = Dataset::new(x.clone(), targets);
-    let model = MultiLogisticRegression::default()
-        .alpha(1.0)
-        .max_iterations(100)
-        .fit(&dataset)
-        .context("logistic regression")?;
+    // L-BFGS's line search can fail near the optimum ("search direction must be a descent direction") when the
+    // objective is flat to float precision; the fit of fewer iterations is then the answer, as scikit-learn returns
+    // its last iterate.
+    let mut fitted = None;
+    let mut last_err = None;
+    for iterations in [100, 50, 25, 10, 5] {
+        match MultiLogisticRegression::default()
+            .alpha(1.0)
+            .max_iterations(iterations)
+            .fit(&dataset)
+        {
+            Ok(m) => {
+                fitted = Some(m);
+                break;
+            }
+            Err(e) => {
+                log::debug!("logistic regression with {iterations} iterations: {e}");
+                last_err = Some(e);
+            }
+        }
+    }
+    let model = match fitted {
+        Some(m) => m,
+        None => {
+            return Err(anyhow::anyhow!(
+                "{}",
+                last_err.expect("tried at least once")
+            ))
+            .context("logistic regression")
+        }
+    };
     let mut classes: Vec<usize> = labels.to_vec();
     classes.sort_unstable();
     classes.dedup();

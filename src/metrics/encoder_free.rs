@@ -6,7 +6,8 @@
 //!   components, and the score is its accuracy.
 //! - **Effect matrix** `E[i][k]`: component i is traversed over [−extent, extent] with the others fixed (as
 //!   `visualize` does) and factor k's prediction moves by E: its range over the sweep divided by the factor's
-//!   declared range (for a categorical factor, half the summed per-class probability ranges). The
+//!   declared range (for a categorical factor, the largest total-variation distance between the predicted class
+//!   distributions of two points of the sweep; every entry is in [0, 1]). The
 //!   DCI-style disentanglement per component and completeness per factor are computed on it.
 //! - **Predictor Fréchet distance**: between real and generated images in the predictor's penultimate features,
 //!   an offline quality number (not FID: the features are the predictor's, not Inception's).
@@ -214,11 +215,13 @@ pub fn score_generator(
                 let probs = Tensor::cat(&probs, 0);
                 let m = probs.size()[1];
                 let probs = probs.view([opts.effect_bases as i64, steps, m]);
-                ((probs.amax(1, false) - probs.amin(1, false)).sum_dim_intlist(
-                    1,
-                    false,
-                    Kind::Double,
-                ) * 0.5)
+                // The largest total-variation distance between the class distributions of two points of the
+                // sweep (≤ 1; a clean switch of class is 1).
+                ((probs.unsqueeze(2) - probs.unsqueeze(1))
+                    .abs()
+                    .sum_dim_intlist(-1, false, Kind::Double)
+                    * 0.5)
+                    .amax([1, 2], false)
                     .mean(Kind::Double)
                     .double_value(&[])
             } else {

@@ -270,7 +270,13 @@ impl Trainer {
                     self.compute_metrics(&snapshot)?;
                 }
                 if crate::metrics::due(tick, self.cfg.score_ticks, done) && stop.is_none() {
-                    self.compute_scores(&snapshot)?;
+                    // A measurement must not end a run that trained fine: the snapshot is already written.
+                    if let Err(e) = self.compute_scores(&snapshot) {
+                        log::warn!(
+                            "the scores of {} failed, training goes on: {e:#}",
+                            snapshot.display()
+                        );
+                    }
                 }
             }
             log::debug!("  maintenance {:.1} s", maintenance.elapsed().as_secs_f64());
