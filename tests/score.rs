@@ -237,13 +237,7 @@ fn score_ticks_record_disentanglement_during_training() {
     )
     .unwrap();
     assert_eq!(metrics["scores"]["samples"], json!(120));
-    let events = std::fs::read_dir(&run)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("tfevents"))
-        .unwrap();
-    let bytes = std::fs::read(events).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text = common::events_text(&run);
     for tag in [
         "Scores/mig",
         "Scores/factor_vae",

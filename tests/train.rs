@@ -375,13 +375,7 @@ fn the_collapse_guard_warns_when_gs_ignores_z_and_stays_silent_on_a_healthy_run(
         assert!(log.contains(flag), "the warning names {flag}: {log}");
     }
     // TensorBoard has the measurement.
-    let events = std::fs::read_dir(&run_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("tfevents"))
-        .unwrap();
-    let bytes = std::fs::read(events).unwrap();
-    assert!(String::from_utf8_lossy(&bytes).contains("Progress/diversity"));
+    assert!(common::events_text(&run_dir).contains("Progress/diversity"));
 }
 
 #[test]

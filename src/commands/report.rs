@@ -331,8 +331,11 @@ pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
             }
         }
         let in_run = |p: &Path| members.iter().any(|r| p.starts_with(&r.run));
-        let fractions: Vec<f64> = diag.iter().filter(|d| in_run(&d.0)).map(|d| d.1).collect();
-        let strengths: Vec<f64> = diag.iter().filter(|d| in_run(&d.0)).map(|d| d.2).collect();
+        let (fractions, strengths): (Vec<f64>, Vec<f64>) = diag
+            .iter()
+            .filter(|d| in_run(&d.0))
+            .map(|d| (d.1, d.2))
+            .unzip();
         let traversal_dir = opts.out.join("traversals").join(dataset).join(arm);
         let mut traversals: Vec<String> = match std::fs::read_dir(&traversal_dir) {
             Ok(entries) => entries

@@ -366,34 +366,23 @@ fn logistic_probabilities(x: &Array2<f64>, labels: &[usize]) -> Result<(Array2<f
     // L-BFGS's line search can fail near the optimum ("search direction must be a descent direction") when the
     // objective is flat to float precision; the fit of fewer iterations is then the answer, as scikit-learn returns
     // its last iterate.
-    let mut fitted = None;
-    let mut last_err = None;
-    for iterations in [100, 50, 25, 10, 5] {
-        match MultiLogisticRegression::default()
+    let fit = |iterations: u64| {
+        MultiLogisticRegression::default()
             .alpha(1.0)
             .max_iterations(iterations)
             .fit(&dataset)
-        {
-            Ok(m) => {
-                fitted = Some(m);
-                break;
-            }
-            Err(e) => {
-                log::debug!("logistic regression with {iterations} iterations: {e}");
-                last_err = Some(e);
-            }
-        }
-    }
-    let model = match fitted {
-        Some(m) => m,
-        None => {
-            return Err(anyhow::anyhow!(
-                "{}",
-                last_err.expect("tried at least once")
-            ))
-            .context("logistic regression")
-        }
     };
+    let mut fitted = fit(100);
+    for iterations in [50, 25, 10, 5] {
+        match &fitted {
+            Ok(_) => break,
+            Err(e) => {
+                log::debug!("logistic regression: {e}; retrying with {iterations} iterations")
+            }
+        }
+        fitted = fit(iterations);
+    }
+    let model = fitted.context("logistic regression")?;
     let mut classes: Vec<usize> = labels.to_vec();
     classes.sort_unstable();
     classes.dedup();

@@ -158,3 +158,13 @@ impl TinyRun {
         run_dir_of(&self.root.join("results"), exp).unwrap()
     }
 }
+
+/// The bytes of the run's TensorBoard event file as (lossy) text, for checking which tags were written.
+pub fn events_text(run_dir: &Path) -> String {
+    let events = std::fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("tfevents"))
+        .unwrap_or_else(|| panic!("no TensorBoard file in {}", run_dir.display()));
+    String::from_utf8_lossy(&std::fs::read(events).unwrap()).into_owned()
+}
