@@ -6,13 +6,15 @@
 //!   `$ORIGIN/libtorch/lib` too, for a binary shipped with libtorch beside it. A libtorch outside the checkout
 //!   (LIBTORCH=/opt/libtorch) is linked by its absolute path;
 //! - the linked libtorch's version, reported by `hessian-gan info`;
-//! - csrc/precision.cpp, the TF32 and bfloat16-autocast switches that tch does not expose (src/core/precision.rs).
+//! - csrc/precision.cpp, the TF32 and bfloat16-autocast switches that tch does not expose (src/core/precision.rs), and
+//!   csrc/ops.cpp, the operators and the profiler that it does not expose either (src/core/native.rs).
 use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         println!("cargo:warning=LIBTORCH is not set; run scripts/setup.sh first");
         println!("cargo:rustc-env=HG_LIBTORCH_VERSION=unknown");
@@ -34,6 +36,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/precision.cpp")
+        .file("csrc/ops.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

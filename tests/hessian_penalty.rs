@@ -49,7 +49,7 @@ fn square_of_one_variable_has_zero_penalty() {
         let hp = HessianPenalty::new(4, 0.1).unwrap().with_variance(v);
         let z = Tensor::from_slice(&[0.7f64]).reshape([1, 1]);
         let p = hp
-            .penalty(|z| vec![z.square()], &z, None, None, None)
+            .penalty(|z| vec![z.square()], &z, None, None)
             .unwrap();
         assert!(
             scalar(&p).abs() < 1e-9,
@@ -66,7 +66,7 @@ fn bilinear_term_gives_four() {
         let hp = HessianPenalty::new(K, 0.1).unwrap().with_variance(v);
         let z = Tensor::from_slice(&[0.3f64, -1.2]).reshape([1, 2]);
         let p = hp
-            .penalty(|z| vec![col(z, 0) * col(z, 1)], &z, None, None, None)
+            .penalty(|z| vec![col(z, 0) * col(z, 1)], &z, None, None)
             .unwrap();
         assert_rel(scalar(&p), expected(4.0, v, K), 0.2, "x0*x1");
     }
@@ -80,7 +80,7 @@ fn quartic_gives_square_of_mixed_derivative() {
         let (x0, x1) = (1.3f64, -0.8f64);
         let z = Tensor::from_slice(&[x0, x1]).reshape([1, 2]);
         let f = |z: &Tensor| vec![(col(z, 0).square() * col(z, 1).square()) * 0.25];
-        let p = hp.penalty(f, &z, None, None, None).unwrap();
+        let p = hp.penalty(f, &z, None, None).unwrap();
         assert_rel(
             scalar(&p),
             expected((2.0 * x0 * x1).powi(2), v, K),
@@ -107,12 +107,12 @@ fn batched_quartic_takes_the_max_over_the_batch() {
         let _rng = seed(502);
         let hp = HessianPenalty::new(K, 0.1).unwrap().with_variance(v);
         let f = |z: &Tensor| vec![(col(z, 0).square() * col(z, 1).square()) * 0.25];
-        let p = hp.penalty(f, &z, None, None, None).unwrap();
+        let p = hp.penalty(f, &z, None, None).unwrap();
         assert_rel(scalar(&p), expected(max, v, K), 0.2, "batched max");
         // Per-element map: every sample near its own ground truth.
         let map = hp
             .with_reduction(Reduction::None)
-            .penalties(f, &z, None, None)
+            .penalties(f, &z, None)
             .unwrap()
             .remove(0);
         assert_eq!(map.size(), vec![4]);
@@ -142,7 +142,7 @@ fn multi_layer_mean_reduction_sums_the_layers() {
             let b = &a * 10.0;
             vec![a, b]
         };
-        let per = hp.penalties(f, &z, None, None).unwrap();
+        let per = hp.penalties(f, &z, None).unwrap();
         assert_rel(scalar(&per[0]), expected(mean, v, K), 0.2, "layer A");
         assert_rel(
             scalar(&per[1]),
@@ -150,7 +150,7 @@ fn multi_layer_mean_reduction_sums_the_layers() {
             0.2,
             "layer B",
         );
-        let total = hp.penalty(f, &z, None, None, None).unwrap();
+        let total = hp.penalty(f, &z, None, None).unwrap();
         assert_rel(scalar(&total), expected(101.0 * mean, v, K), 0.2, "A + B");
         // Layer B is exactly 10·A, so its penalty is exactly 100× A's on the same directions.
         assert_rel(scalar(&per[1]), 100.0 * scalar(&per[0]), 1e-9, "B = 100 A");
@@ -173,9 +173,9 @@ fn population_is_exactly_k_minus_1_over_k_of_unbiased_on_the_same_directions() {
         let pop = HessianPenalty::new(k, 0.1).unwrap();
         let _rng = seed(7);
         let dirs = pop.rademacher(&z);
-        let a = scalar(&pop.penalty(f, &z, None, Some(&dirs), None).unwrap());
+        let a = scalar(&pop.penalty(f, &z, Some(&dirs), None).unwrap());
         let unb = pop.clone().with_variance(Variance::Unbiased);
-        let b = scalar(&unb.penalty(f, &z, None, Some(&dirs), None).unwrap());
+        let b = scalar(&unb.penalty(f, &z, Some(&dirs), None).unwrap());
         assert_rel(
             a,
             b * (k as f64 - 1.0) / k as f64,
@@ -205,9 +205,9 @@ fn random_quadratic_form_estimator_is_unbiased() {
             .unwrap()
             .with_reduction(Reduction::Mean);
         let dirs = hp.rademacher(&z);
-        population += scalar(&hp.penalty(f, &z, None, Some(&dirs), None).unwrap());
+        population += scalar(&hp.penalty(f, &z, Some(&dirs), None).unwrap());
         let hp = hp.with_variance(Variance::Unbiased);
-        unbiased += scalar(&hp.penalty(f, &z, None, Some(&dirs), None).unwrap());
+        unbiased += scalar(&hp.penalty(f, &z, Some(&dirs), None).unwrap());
     }
     unbiased /= seeds as f64;
     population /= seeds as f64;
@@ -245,7 +245,7 @@ fn batched_evaluation_equals_a_loop_over_the_2k_passes() {
         .unwrap()
         .with_reduction(Reduction::None);
     let dirs = hp.rademacher(&z);
-    let batched = hp.penalties(f, &z, None, Some(&dirs)).unwrap();
+    let batched = hp.penalties(f, &z, Some(&dirs)).unwrap();
     // The same estimate from 2k separate passes.
     let center = f(&z);
     for (layer, got) in batched.iter().enumerate() {
@@ -275,7 +275,7 @@ fn gradients_reach_every_parameter_through_the_penalty() {
     let z = Tensor::randn([8, 3], (Kind::Float, tch::Device::Cpu));
     let hp = HessianPenalty::new(2, 0.1).unwrap();
     let loss = hp
-        .penalty(|x| vec![net.forward(x)], &z, None, None, None)
+        .penalty(|x| vec![net.forward(x)], &z, None, None)
         .unwrap();
     assert!(scalar(&loss) > 0.0);
     loss.backward();
@@ -304,14 +304,14 @@ fn chunked_max_averages_the_chunk_maxima() {
     let map = hp
         .clone()
         .with_reduction(Reduction::None)
-        .penalties(f, &z, None, Some(&dirs))
+        .penalties(f, &z, Some(&dirs))
         .unwrap()
         .remove(0);
     let m: Vec<f64> = (0..4).map(|i| map.double_value(&[i])).collect();
     let chunked = hp
         .with_chunks(2)
         .unwrap()
-        .penalty(f, &z, None, Some(&dirs), None)
+        .penalty(f, &z, Some(&dirs), None)
         .unwrap();
     let want = (m[0].max(m[1]) + m[2].max(m[3])) / 2.0;
     assert_rel(scalar(&chunked), want, 1e-12, "mean of chunk maxima");
@@ -319,16 +319,36 @@ fn chunked_max_averages_the_chunk_maxima() {
 }
 
 #[test]
-fn precomputed_center_gives_the_same_penalty() {
+fn the_unperturbed_activation_cancels_at_k_2() {
+    // k = 2 takes the shortcut Var = (S_1 − S_2)² / (2·divisor·ε⁴); check it against the definition, the variance
+    // over k of the second differences (A(z+x) − 2A(z) + A(z−x)) / ε², centre included, in both conventions.
     let (z, _) = batch4();
-    let f = |z: &Tensor| vec![col(z, 0).square() * col(z, 1), col(z, 0) * col(z, 1)];
-    let hp = HessianPenalty::new(3, 0.1).unwrap();
-    let _rng = seed(21);
-    let dirs = hp.rademacher(&z);
-    let center = f(&z);
-    let a = hp.penalty(f, &z, None, Some(&dirs), None).unwrap();
-    let b = hp.penalty(f, &z, Some(&center), Some(&dirs), None).unwrap();
-    assert_eq!(scalar(&a), scalar(&b));
+    let z = z.to_kind(Kind::Double);
+    let f = |z: &Tensor| vec![col(z, 0).square() * col(z, 1) + col(z, 1).exp(), col(z, 0) * col(z, 1)];
+    for variance in [Variance::Population, Variance::Unbiased] {
+        let hp = HessianPenalty::new(2, 0.1)
+            .unwrap()
+            .with_variance(variance)
+            .with_reduction(Reduction::None);
+        let _rng = seed(21);
+        let dirs = hp.rademacher(&z);
+        let got = hp.penalties(f, &z, Some(&dirs)).unwrap();
+        let centre = f(&z);
+        for (layer, got) in got.iter().enumerate() {
+            let d: Vec<Tensor> = (0..2)
+                .map(|i| {
+                    let x = dirs.get(i) * 0.1;
+                    (&f(&(&z + &x))[layer] - &centre[layer] * 2.0 + &f(&(&z - &x))[layer]) / 0.01
+                })
+                .collect();
+            let mean = (&d[0] + &d[1]) / 2.0;
+            let ss = (&d[0] - &mean).square() + (&d[1] - &mean).square();
+            let want = ss / if variance == Variance::Population { 2.0 } else { 1.0 };
+            let err = (got - &want).abs().max().double_value(&[]);
+            let size = want.abs().max().double_value(&[]);
+            assert!(size > 1e-3 && err < 1e-9 * size.max(1.0), "{variance:?} layer {layer}: {err:e}");
+        }
+    }
 }
 
 #[test]
@@ -357,43 +377,35 @@ fn invalid_settings_and_shapes_are_clear_errors() {
     let hp = HessianPenalty::new(2, 0.1).unwrap();
     // A network that drops half the batch.
     let err = hp
-        .penalties(|x| vec![x.narrow(0, 0, x.size()[0] / 2)], &z, None, None)
+        .penalties(|x| vec![x.narrow(0, 0, x.size()[0] / 2)], &z, None)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("activation 0") && err.contains("batch"),
         "{err}"
     );
-    // Perturbed activations that do not match 2k × the centre's batch.
-    let center = vec![z.shallow_clone()];
+    // Perturbed activations that do not have 2k × z's batch.
     let err = hp
-        .penalties(|x| vec![x.narrow(0, 0, 4)], &z, Some(&center), None)
+        .penalties(|x| vec![x.narrow(0, 0, 4)], &z, None)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("2k·n"), "{err}");
-    // Wrong number of precomputed activations.
-    let center = vec![z.shallow_clone(), z.shallow_clone()];
-    let err = hp
-        .penalties(|x| vec![x.shallow_clone()], &z, Some(&center), None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("2 activations"), "{err}");
+    assert!(err.contains("2k·n = 16"), "{err}");
     // Directions of the wrong shape.
     let bad = Tensor::ones([3, 4, 2], (Kind::Float, tch::Device::Cpu));
     assert!(hp
-        .penalties(|x| vec![x.shallow_clone()], &z, None, Some(&bad))
+        .penalties(|x| vec![x.shallow_clone()], &z, Some(&bad))
         .is_err());
     // Chunks that do not divide the batch.
     let hp3 = hp.clone().with_chunks(3).unwrap();
     let err = hp3
-        .penalties(|x| vec![x.shallow_clone()], &z, None, None)
+        .penalties(|x| vec![x.shallow_clone()], &z, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("3 equal chunks"), "{err}");
     // A summed penalty needs a reduction.
     let none = hp.with_reduction(Reduction::None);
     assert!(none
-        .penalty(|x| vec![x.shallow_clone()], &z, None, None, None)
+        .penalty(|x| vec![x.shallow_clone()], &z, None, None)
         .is_err());
 }
 

@@ -140,7 +140,13 @@ pub fn run(cli: Cli) -> Result<()> {
             TrainOutcome::Trained { .. } => {}
         },
         Command::Bench(args) => {
-            let report = commands::bench::run(&globals, &(*args).into())?;
+            let opts: commands::bench::BenchOptions = (*args).into();
+            if opts.train.dry_run {
+                let resolved = commands::bench::resolve(&globals, &opts)?;
+                println!("{}", serde_json::to_string_pretty(&resolved)?);
+                return Ok(());
+            }
+            let report = commands::bench::run(&globals, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Evaluate(args) => {

@@ -212,6 +212,10 @@ pub struct BenchArgs {
     /// Which variants: all, or a comma list of hp, nohp, infogan.
     #[arg(long, default_value = "all")]
     pub variants: String,
+    /// Also profile --steps more iterations per variant and add each step's libtorch operators (self and total ms
+    /// per iteration, calls) to the JSON: where the time goes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 impl From<BenchArgs> for BenchOptions {
@@ -221,6 +225,7 @@ impl From<BenchArgs> for BenchOptions {
             steps: a.steps,
             warmup: a.warmup,
             variants: a.variants,
+            profile: a.profile,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::commands::train::{self, TrainRequest};
 use crate::commands::Globals;
 use crate::config::TrainConfig;
 use crate::core::hessian::HessianPenalty;
+use crate::core::native::{self, OpTime};
 use crate::core::networks::{Generator, NetConfig};
 use crate::core::precision::Precision;
 use crate::data::synth::{self, Kind as SynthKind, SynthOptions};
@@ -34,6 +35,19 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Which variants: all, or a comma list of hp, nohp, infogan.
     pub variants: String,
+    /// Also profile `steps` more iterations per variant and report the operators' times (CPU).
+    pub profile: bool,
+}
+
+/// Operators listed per step in a profile.
+const PROFILE_TOP: usize = 25;
+
+/// Where the time of one variant's steps goes, per libtorch operator (self time, largest first), averaged per
+/// iteration.
+#[derive(Debug, Serialize)]
+pub struct StepProfile {
+    pub d_step: Vec<OpTime>,
+    pub g_step: Vec<OpTime>,
 }
 
 /// Forward FLOPs per image (multiply-adds × 2) of the networks at lod 0, counted from the layer shapes; element-wise
@@ -99,6 +113,8 @@ pub struct VariantReport {
     pub hp_share_of_g_step: Option<f64>,
     pub tflops_achieved: f64,
     pub flops_per_iteration: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<StepProfile>,
 }
 
 /// The Hessian Penalty in a reduced precision against float32, on the same G, z and directions.
@@ -148,7 +164,6 @@ pub fn hp_precision_error(
                 hp.penalties(
                     |x| g.hp_layers(x, lod, layers, true),
                     z,
-                    None,
                     Some(&directions),
                 )
             })
@@ -201,6 +216,24 @@ fn sync(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
+}
+
+/// What `bench --dry-run` prints: the resolved training configuration and the minibatch at full resolution, which
+/// `benches/pytorch_baseline.py --train-config` reads so that both sides measure the same flags.
+#[derive(Debug, Serialize)]
+pub struct ResolvedBench {
+    pub config: TrainConfig,
+    pub minibatch_at_resolution: i64,
+}
+
+pub fn resolve(globals: &Globals, args: &BenchOptions) -> Result<ResolvedBench> {
+    let (config, _) = train::resolve(globals, &args.train)?;
+    config.validate()?;
+    let minibatch_at_resolution = config.schedule().minibatch(config.resolution);
+    Ok(ResolvedBench {
+        config,
+        minibatch_at_resolution,
+    })
 }
 
 pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
@@ -282,6 +315,37 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
                 g_nohp_ms += t2.elapsed().as_secs_f64() * 1e3;
             }
         }
+        let profile = if args.profile {
+            let per_iteration = |mut ops: Vec<OpTime>| {
+                ops.truncate(PROFILE_TOP);
+                for o in &mut ops {
+                    o.self_ms /= args.steps as f64;
+                    o.total_ms /= args.steps as f64;
+                    o.calls /= args.steps as u64;
+                }
+                ops
+            };
+            let (r, d_ops) = native::profile(|| -> Result<()> {
+                for _ in 0..args.steps {
+                    t.d_step(0.0, cfg.resolution, batch)?;
+                }
+                Ok(())
+            })?;
+            r?;
+            let (r, g_ops) = native::profile(|| -> Result<()> {
+                for _ in 0..args.steps {
+                    t.g_step(0.0, batch, true)?;
+                }
+                Ok(())
+            })?;
+            r?;
+            Some(StepProfile {
+                d_step: per_iteration(d_ops),
+                g_step: per_iteration(g_ops),
+            })
+        } else {
+            None
+        };
         let _ = t.take_stats();
         if hp_on {
             let z = Tensor::randn([batch, cfg.nz], (Kind::Float, device));
@@ -307,6 +371,7 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
             hp_share_of_g_step: hp_on.then(|| ((g_ms - g_nohp_ms) / g_ms).max(0.0)),
             tflops_achieved: fl_it / iter_s / 1e12,
             flops_per_iteration: fl_it,
+            profile,
         });
     }
     bar.finish_and_clear();

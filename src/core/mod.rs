@@ -6,6 +6,7 @@
 pub mod device;
 pub mod hessian;
 pub mod latents;
+pub mod native;
 pub mod networks;
 pub mod optim;
 pub mod precision;

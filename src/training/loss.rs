@@ -165,9 +165,9 @@ impl Loss {
 
     /// G's loss on a fresh `z`: WGAN (+ InfoGAN MSE) + λ_t·Σ gate·HP when `hp` is given, and its gradient.
     ///
-    /// In float32 the adversarial pass also yields the HP's unperturbed activations (one pass saved) and one
-    /// backward serves both terms. In a reduced precision the adversarial backward runs inside the precision
-    /// region, and the HP passes run apart, in float32, with their own backward (`core::precision`).
+    /// In float32 one backward serves both terms. In a reduced precision the adversarial backward runs inside the
+    /// precision region, and the HP passes run apart, in float32, with their own backward (`core::precision`). The
+    /// HP evaluates only the 2k perturbed copies of z (`HessianPenalty::from_activations`).
     pub fn g_loss(
         &self,
         models: &Models,
@@ -175,18 +175,10 @@ impl Loss {
         lod: f64,
         hp: Option<HpTerm>,
     ) -> Result<GOutput> {
-        let layers: Vec<usize> = hp
-            .as_ref()
-            .map(|h| h.gates.iter().map(|&(l, _)| l).collect())
-            .unwrap_or_default();
         let separate = self.precision.is_reduced_on(self.device);
         let params: Vec<&Tensor> = models.g_params.params.iter().collect();
-        let (adv_loss, score_loss, centre, adv_grads) = self.precision.run(self.device, || {
-            let (images, centre) = if hp.is_some() && !separate {
-                models.g.forward_with_layers(z, lod, &layers, true)
-            } else {
-                (models.g.forward(z, lod, true), Vec::new())
-            };
+        let (adv_loss, score_loss, adv_grads) = self.precision.run(self.device, || {
+            let images = models.g.forward(z, lod, true);
             let (scores, q) = models.d.forward(&images, lod, self.chunks);
             let score_loss = (-scores).mean(Kind::Float);
             let mut loss = score_loss.shallow_clone();
@@ -195,17 +187,15 @@ impl Loss {
                 loss = &loss + infogan_mse(q, z, self.infogan_nz) * self.infogan_lambda;
             }
             let grads = separate.then(|| Tensor::run_backward(&[&loss], &params, false, false));
-            (loss, score_loss, centre, grads)
+            (loss, score_loss, grads)
         });
         let (mut hp_per_layer, mut hp_total, mut hp_loss) = (Vec::new(), None, None);
         if let Some(term) = &hp {
             let g = &models.g;
-            hp_per_layer = self.hp.penalties(
-                |x| g.hp_layers(x, lod, &layers, true),
-                z,
-                (!separate).then_some(centre.as_slice()),
-                None,
-            )?;
+            let layers: Vec<usize> = term.gates.iter().map(|&(l, _)| l).collect();
+            hp_per_layer = self
+                .hp
+                .penalties(|x| g.hp_layers(x, lod, &layers, true), z, None)?;
             let gates: Vec<f64> = term.gates.iter().map(|&(_, w)| w).collect();
             let total = hessian::weighted_sum(&hp_per_layer, Some(&gates))?;
             hp_loss = Some(&total * term.weight);

@@ -90,7 +90,7 @@ where
     for start in (0..n).step_by(chunk as usize) {
         let zc = z.narrow(0, start, chunk.min(n - start));
         let f = |x: &Tensor| vec![batched(g, x, max_batch)];
-        let mut var = hp.penalties(f, &zc, None, None)?;
+        let mut var = hp.penalties(f, &zc, None)?;
         maps.push(var.remove(0));
         if let Some(p) = progress {
             p.inc(zc.size()[0] as u64);

@@ -1,7 +1,8 @@
 //! The ProGAN "paper" discriminator and the InfoGAN Q head (docs/spec/progan_hp.md §1.5, §1.6, §15.3–§15.5).
 
+use super::super::native;
 use super::layers::{
-    downscale, lerp, lrelu, minibatch_stddev, EqConv2d, EqDense, LayerInfo, GAIN_RELU,
+    downscale, lerp, lrelu, minibatch_stddev, EqConv2d, EqDense, Kernels, LayerInfo, GAIN_RELU,
 };
 use super::NetConfig;
 use tch::{nn, Tensor};
@@ -38,6 +39,7 @@ pub struct Discriminator {
     dense0: EqDense,
     dense1: EqDense,
     q: Option<QHead>,
+    kernels: Kernels,
 }
 
 impl Discriminator {
@@ -97,11 +99,17 @@ impl Discriminator {
             dense0,
             dense1,
             q,
+            kernels: Kernels::default(),
         }
     }
 
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// Chooses the arithmetic (the fast kernels by default; the plain ones are the test oracle).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
     }
 
     pub fn has_q_head(&self) -> bool {
@@ -135,6 +143,11 @@ impl Discriminator {
             "D expects images [N, {}, {res}, {res}], got [{n}, {c}, {hh}, {ww}]",
             cfg.num_channels
         );
+        let x = match self.kernels {
+            Kernels::Fast => native::channels_last(x),
+            Kernels::Plain => x.shallow_clone(),
+        };
+        let x = &x;
         // docs/spec/progan_hp.md §1.5: entry FromRGB_r(boxdown(x, 2^L)) → block r; if α > 0 lerp toward FromRGB_{r−1}(boxdown(x, 2^{L+1})).
         let mut h = self.rgb_in(top, &downscale(x, 1 << lo));
         if top > 2 {
@@ -167,11 +180,7 @@ impl Discriminator {
         let b = &self.blocks[(s - 3) as usize];
         let x = lrelu(&b.conv0.forward(x));
         // docs/spec/progan_hp.md §15.5: conv → 2×2 average pool → bias → lrelu (the fused TF op, same kernel, no rotation).
-        let x = b
-            .conv1_down
-            .conv(&x)
-            .avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None);
-        lrelu(&b.conv1_down.add_bias(&x))
+        lrelu(&b.conv1_down.conv_down(&x, self.kernels))
     }
 
     /// One row per layer at full resolution (the `train --dry-run` summary); the Q head's rows come last, named

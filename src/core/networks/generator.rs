@@ -1,6 +1,9 @@
 //! The ProGAN "paper" generator (docs/spec/progan_hp.md §1.3, §1.4, §15.1, §15.5).
 
-use super::layers::{lerp, lrelu, pixel_norm, upscale, EqConv2d, EqDense, LayerInfo, GAIN_RELU};
+use super::super::native;
+use super::layers::{
+    lerp, lrelu, pixel_norm, upscale, EqConv2d, EqDense, Kernels, LayerInfo, GAIN_RELU,
+};
 use super::NetConfig;
 use tch::{nn, Tensor};
 
@@ -23,6 +26,7 @@ pub struct Generator {
     blocks: Vec<UpBlock>,
     /// Index `s − 2` holds ToRGB of log2-resolution `s` (TF scope `ToRGB_lod{R−s}`).
     torgb: Vec<EqConv2d>,
+    kernels: Kernels,
 }
 
 impl Generator {
@@ -71,11 +75,21 @@ impl Generator {
             conv4,
             blocks,
             torgb,
+            kernels: Kernels::default(),
         }
     }
 
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// Chooses the arithmetic (the fast kernels by default; the plain ones are the test oracle).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Full-resolution images `[N, C, R, R]` at level of detail `lod` (docs/spec/progan_hp.md §1.4). `normalize_latents`: pixel-norm
@@ -166,6 +180,10 @@ impl Generator {
         };
         let nf1 = cfg.nf(1);
         let x = self.dense.matmul(&x).view([-1, nf1, 4, 4]);
+        let x = match self.kernels {
+            Kernels::Fast => native::channels_last(&x),
+            Kernels::Plain => x,
+        };
         let x = pixel_norm(&lrelu(&(x + self.dense.bias.view([1, -1, 1, 1]))));
         keep(1, &x);
         let mut x = pixel_norm(&lrelu(&self.conv4.forward(&x)));
@@ -174,7 +192,7 @@ impl Generator {
         for s in 3..=last_stage {
             let b = &self.blocks[(s - 3) as usize];
             // docs/spec/progan_hp.md §15.5: nearest ×2 → conv (the fused TF op, with the kernel rotated 180°) → bias → lrelu → PN.
-            x = pixel_norm(&lrelu(&b.conv0_up.forward(&upscale(&x, 2))));
+            x = pixel_norm(&lrelu(&b.conv0_up.up_conv(&x, self.kernels)));
             keep((2 * s - 3) as usize, &x);
             x = pixel_norm(&lrelu(&b.conv1.forward(&x)));
             keep((2 * s - 2) as usize, &x);
@@ -188,7 +206,8 @@ impl Generator {
                 let low = self.torgb[(top - 3) as usize].forward(&h[(top - 3) as usize]);
                 img = lerp(&img, &upscale(&low, 2), alpha);
             }
-            upscale(&img, 1 << lo)
+            // NCHW out, whatever the layout inside: callers may view the pixels (3 channels: a small copy).
+            upscale(&img, 1 << lo).contiguous()
         });
         if let Some(img) = &img {
             if layers.contains(&rgb_layer) {

@@ -4,6 +4,7 @@
 //! Every weight is stored as drawn, N(0, 1), and multiplied by `gain / sqrt(fan_in)` on every forward pass, so Adam
 //! sees all layers at the same scale (the reference's `use_wscale`). Biases start at zero and are never rescaled.
 
+use super::super::native;
 use tch::{nn, Kind, Tensor};
 
 /// The default He gain √2 (docs/spec/progan_hp.md §1.2).
@@ -12,6 +13,20 @@ pub const GAIN_RELU: f64 = std::f64::consts::SQRT_2;
 pub const EPSILON: f64 = 1e-8;
 /// Slope of the leaky ReLU in G and D (docs/spec/progan_hp.md §1.1).
 pub const LRELU_SLOPE: f64 = 0.2;
+
+/// How the networks run their arithmetic. Both compute the same function (tested to float32 rounding in
+/// `tests/networks.rs`); `Plain` is the reference's formulation step by step and serves as the oracle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// Channels-last (NHWC) activations, which libtorch's CPU (oneDNN) and cuDNN convolutions run faster; G's
+    /// nearest ×2 + 3×3 conv as one stride-2 transposed 4×4 conv and D's 3×3 conv + 2×2 average pool as one
+    /// stride-2 4×4 conv: the reference's fused ops (docs/spec/progan_hp.md §15.5), which do 4/9 of the
+    /// multiply-adds of the unfused pair.
+    #[default]
+    Fast,
+    /// NCHW activations and the unfused resampling convolutions.
+    Plain,
+}
 
 /// A trainable layer's line in the network summary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +107,37 @@ impl EqConv2d {
         x + self.bias.view([1, -1, 1, 1])
     }
 
+    /// Nearest ×2 upscaling, then this 3×3 convolution and the bias (G's `Conv0_up`). `Fast`: one stride-2
+    /// transposed convolution whose 4×4 kernel sums the four 1-pixel shifts of the zero-padded 3×3 kernel, rotated
+    /// 180° and with the channel axes swapped (each output pixel of the upscaled conv reads 2×2 distinct input
+    /// pixels; `tf_compat::tf_upscale2d_conv2d`).
+    pub fn up_conv(&self, x: &Tensor, kernels: Kernels) -> Tensor {
+        match kernels {
+            Kernels::Plain => self.forward(&upscale(x, 2)),
+            Kernels::Fast => {
+                let w = self
+                    .weight
+                    .flip([2, 3])
+                    .transpose(0, 1)
+                    .constant_pad_nd([1, 1, 1, 1]);
+                let k = sum_of_shifts(&w) * self.scale;
+                x.conv_transpose2d(&k, Some(&self.bias), [2, 2], [1, 1], [0, 0], 1, [1, 1])
+            }
+        }
+    }
+
+    /// This 3×3 convolution, 2×2 average pooling, then the bias (D's `Conv1_down`). `Fast`: one stride-2 4×4
+    /// convolution with a quarter of the four shifts of the zero-padded kernel (`tf_compat::tf_conv2d_downscale2d`).
+    pub fn conv_down(&self, x: &Tensor, kernels: Kernels) -> Tensor {
+        match kernels {
+            Kernels::Plain => self.add_bias(&downscale(&self.conv(x), 2)),
+            Kernels::Fast => {
+                let k = sum_of_shifts(&self.weight.constant_pad_nd([1, 1, 1, 1])) * (0.25 * self.scale);
+                x.conv2d(&k, Some(&self.bias), [2, 2], [1, 1], [1, 1], 1)
+            }
+        }
+    }
+
     pub fn out_channels(&self) -> i64 {
         self.weight.size()[0]
     }
@@ -156,18 +202,28 @@ impl EqDense {
     }
 }
 
-/// Leaky ReLU with slope 0.2 (`max(0.2·x, x)`, docs/spec/progan_hp.md §1.1). libtorch's `leaky_relu` is exposed by tch only with its
-/// default slope, so this uses `prelu` with a constant one-element slope: one fused kernel, twice differentiable
-/// (WGAN-GP differentiates D's input gradient again).
+/// `w[1:, 1:] + w[:-1, 1:] + w[1:, :-1] + w[:-1, :-1]` over the last two (spatial) dims of a 5×5 kernel: the 4×4
+/// kernel of a 3×3 conv fused with 2×2 nearest upscaling or box downscaling (docs/spec/progan_hp.md §15.5).
+pub fn sum_of_shifts(w: &Tensor) -> Tensor {
+    let lo = |t: &Tensor, d: i64| t.narrow(d, 0, 4);
+    let hi = |t: &Tensor, d: i64| t.narrow(d, 1, 4);
+    hi(&hi(w, 2), 3) + lo(&hi(w, 2), 3) + hi(&lo(w, 2), 3) + lo(&lo(w, 2), 3)
+}
+
+/// Leaky ReLU with slope 0.2 (`max(0.2·x, x)`, docs/spec/progan_hp.md §1.1): libtorch's `leaky_relu`, one kernel,
+/// twice differentiable (WGAN-GP differentiates D's input gradient again). tch exposes it only with the default
+/// slope, so it is reached through csrc/ops.cpp.
 pub fn lrelu(x: &Tensor) -> Tensor {
-    let slope = Tensor::full([1], LRELU_SLOPE, (x.kind(), x.device()));
-    x.prelu(&slope)
+    native::leaky_relu(x, LRELU_SLOPE)
 }
 
 /// Pixel norm `x / sqrt(mean_c(x²) + 1e-8)` over dim 1, per sample and per pixel (docs/spec/progan_hp.md §1.2). For `[N, nz]` latents
-/// it rescales each z to RMS 1.
+/// it rescales each z to RMS 1. `mean_c(x²)` is taken as `‖x‖²/C` from libtorch's vector norm: one reduction
+/// kernel forward and one elementwise pass backward, where squaring then averaging takes two of each.
 pub fn pixel_norm(x: &Tensor) -> Tensor {
-    x * (x.square().mean_dim(1, true, None::<Kind>) + EPSILON).rsqrt()
+    let c = x.size()[1] as f64;
+    let norm = x.norm_scalaropt_dim(2.0, [1i64], true);
+    x * (norm.square() / c + EPSILON).rsqrt()
 }
 
 /// Nearest-neighbour upscale: each pixel becomes an `f×f` block (TF `upscale2d`).

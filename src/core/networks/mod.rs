@@ -42,7 +42,7 @@ pub mod tf_compat;
 pub use discriminator::{Discriminator, MBSTD_GROUP_SIZE};
 pub use generator::Generator;
 pub use layers::{
-    downscale, lrelu, minibatch_stddev, pixel_norm, upscale, EqConv2d, EqDense, LayerInfo,
+    downscale, lrelu, minibatch_stddev, pixel_norm, upscale, EqConv2d, EqDense, Kernels, LayerInfo,
 };
 
 use anyhow::{ensure, Result};

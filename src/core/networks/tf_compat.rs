@@ -1,7 +1,8 @@
 //! The reference's TF variable layouts and its two fused resampling convolutions, transcribed to libtorch
-//! (docs/spec/progan_hp.md §1.2, §1.7). The checkpoint importer uses [`tf_weight_to_tch`]; the fused ops exist to pin the
-//! import rule in tests (our layers must reproduce them exactly from the converted weights).
+//! (docs/spec/progan_hp.md §1.2, §1.7). The checkpoint importer uses [`tf_weight_to_tch`]; the fused ops pin the import rule in
+//! tests (our layers, plain and fast, must reproduce them from the converted weights).
 
+use super::layers::sum_of_shifts;
 use anyhow::{bail, ensure, Result};
 use tch::Tensor;
 
@@ -63,9 +64,3 @@ pub fn tf_conv2d_downscale2d(x: &Tensor, w_tf: &Tensor) -> Tensor {
     x.conv2d(&k, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1)
 }
 
-/// `w[1:, 1:] + w[:-1, 1:] + w[1:, :-1] + w[:-1, :-1]` over the last two (spatial) dims of a 5×5 kernel.
-fn sum_of_shifts(w: &Tensor) -> Tensor {
-    let lo = |t: &Tensor, d: i64| t.narrow(d, 0, 4);
-    let hi = |t: &Tensor, d: i64| t.narrow(d, 1, 4);
-    hi(&hi(w, 2), 3) + lo(&hi(w, 2), 3) + hi(&lo(w, 2), 3) + lo(&lo(w, 2), 3)
-}
