@@ -111,7 +111,8 @@ class Generator(torch.nn.Module):
         for s in range(3, r + 1):
             self.up.append(EqConv(nf(cfg, s - 2), nf(cfg, s - 1), 3, GAIN))
             self.conv.append(EqConv(nf(cfg, s - 1), nf(cfg, s - 1), 3, GAIN))
-        self.torgb = EqConv(nf(cfg, r - 1), cfg["num_channels"], 1, 1.0)
+        # One ToRGB per resolution (progressive growing); at lod 0 only the last one is used.
+        self.torgb = torch.nn.ModuleList(EqConv(nf(cfg, s - 1), cfg["num_channels"], 1, 1.0) for s in range(2, r + 1))
 
     def forward(self, z, layers=()):
         """Images [N, C, R, R] and the activations of the requested HP layers (1-based, spec §15.1)."""
@@ -130,7 +131,7 @@ class Generator(torch.nn.Module):
             acts[2 * s - 3] = x
             x = pixel_norm(lrelu(conv(x)))
             acts[2 * s - 2] = x
-        img = self.torgb(x)
+        img = self.torgb[-1](x)
         acts[2 * self.r - 1] = img
         return img, [acts[l] for l in layers]
 
@@ -143,7 +144,7 @@ class Discriminator(torch.nn.Module):
         r = log2(cfg["resolution"])
         self.cfg, self.r, self.cl = cfg, r, channels_last
         n0, n1 = nf(cfg, 0), nf(cfg, 1)
-        self.fromrgb = EqConv(cfg["num_channels"], nf(cfg, r - 1), 1, GAIN)
+        self.fromrgb = torch.nn.ModuleList(EqConv(cfg["num_channels"], nf(cfg, s - 1), 1, GAIN) for s in range(2, r + 1))
         self.conv0 = torch.nn.ModuleList()
         self.conv1_down = torch.nn.ModuleList()
         for s in range(r, 2, -1):
@@ -164,7 +165,7 @@ class Discriminator(torch.nn.Module):
     def forward(self, x, chunks, want_q=False):
         if self.cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        h = lrelu(self.fromrgb(x))
+        h = lrelu(self.fromrgb[-1](x))
         for c0, c1 in zip(self.conv0, self.conv1_down):
             h = lrelu(c0(h))
             h = F.avg_pool2d(c1(h, bias=False), 2)
@@ -440,8 +441,10 @@ def load_into(module, tensors, prefix, names):
 def g_names(cfg):
     r = log2(cfg["resolution"])
     names = {"dense.weight": "4x4.Dense.weight", "dense.bias": "4x4.Dense.bias",
-             "conv4.weight": "4x4.Conv.weight", "conv4.bias": "4x4.Conv.bias",
-             "torgb.weight": "ToRGB_lod0.weight", "torgb.bias": "ToRGB_lod0.bias"}
+             "conv4.weight": "4x4.Conv.weight", "conv4.bias": "4x4.Conv.bias"}
+    for i, s in enumerate(range(2, r + 1)):
+        for p in ("weight", "bias"):
+            names[f"torgb.{i}.{p}"] = f"ToRGB_lod{r - s}.{p}"
     for i, s in enumerate(range(3, r + 1)):
         for ours, theirs in (("up", "Conv0_up"), ("conv", "Conv1")):
             for p in ("weight", "bias"):
@@ -451,7 +454,10 @@ def g_names(cfg):
 
 def d_names(cfg):
     r = log2(cfg["resolution"])
-    names = {"fromrgb.weight": "FromRGB_lod0.weight", "fromrgb.bias": "FromRGB_lod0.bias"}
+    names = {}
+    for i, s in enumerate(range(2, r + 1)):
+        for p in ("weight", "bias"):
+            names[f"fromrgb.{i}.{p}"] = f"FromRGB_lod{r - s}.{p}"
     for i, s in enumerate(range(r, 2, -1)):
         for ours, theirs in (("conv0", "Conv0"), ("conv1_down", "Conv1_down")):
             for p in ("weight", "bias"):

@@ -48,9 +48,7 @@ fn square_of_one_variable_has_zero_penalty() {
         let _rng = seed(500);
         let hp = HessianPenalty::new(4, 0.1).unwrap().with_variance(v);
         let z = Tensor::from_slice(&[0.7f64]).reshape([1, 1]);
-        let p = hp
-            .penalty(|z| vec![z.square()], &z, None, None)
-            .unwrap();
+        let p = hp.penalty(|z| vec![z.square()], &z, None, None).unwrap();
         assert!(
             scalar(&p).abs() < 1e-9,
             "x^2 must give 0, got {}",
@@ -324,7 +322,12 @@ fn the_unperturbed_activation_cancels_at_k_2() {
     // over k of the second differences (A(z+x) − 2A(z) + A(z−x)) / ε², centre included, in both conventions.
     let (z, _) = batch4();
     let z = z.to_kind(Kind::Double);
-    let f = |z: &Tensor| vec![col(z, 0).square() * col(z, 1) + col(z, 1).exp(), col(z, 0) * col(z, 1)];
+    let f = |z: &Tensor| {
+        vec![
+            col(z, 0).square() * col(z, 1) + col(z, 1).exp(),
+            col(z, 0) * col(z, 1),
+        ]
+    };
     for variance in [Variance::Population, Variance::Unbiased] {
         let hp = HessianPenalty::new(2, 0.1)
             .unwrap()
@@ -343,10 +346,18 @@ fn the_unperturbed_activation_cancels_at_k_2() {
                 .collect();
             let mean = (&d[0] + &d[1]) / 2.0;
             let ss = (&d[0] - &mean).square() + (&d[1] - &mean).square();
-            let want = ss / if variance == Variance::Population { 2.0 } else { 1.0 };
+            let want = ss
+                / if variance == Variance::Population {
+                    2.0
+                } else {
+                    1.0
+                };
             let err = (got - &want).abs().max().double_value(&[]);
             let size = want.abs().max().double_value(&[]);
-            assert!(size > 1e-3 && err < 1e-9 * size.max(1.0), "{variance:?} layer {layer}: {err:e}");
+            assert!(
+                size > 1e-3 && err < 1e-9 * size.max(1.0),
+                "{variance:?} layer {layer}: {err:e}"
+            );
         }
     }
 }

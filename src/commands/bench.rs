@@ -161,11 +161,7 @@ pub fn hp_precision_error(
     let penalties = |p: Precision| -> Result<Vec<f64>> {
         let per = tch::no_grad(|| {
             p.run(device, || {
-                hp.penalties(
-                    |x| g.hp_layers(x, lod, layers, true),
-                    z,
-                    Some(&directions),
-                )
+                hp.penalties(|x| g.hp_layers(x, lod, layers, true), z, Some(&directions))
             })
         })?;
         Ok(per

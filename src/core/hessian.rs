@@ -143,12 +143,7 @@ impl HessianPenalty {
     ///
     /// With `Max`/`Mean` each entry is a scalar tensor; with `None` it is the variance map shaped like the
     /// activation. Only the 2k perturbed copies are evaluated, see [`Self::from_activations`].
-    pub fn penalties<F>(
-        &self,
-        f: F,
-        z: &Tensor,
-        directions: Option<&Tensor>,
-    ) -> Result<Vec<Tensor>>
+    pub fn penalties<F>(&self, f: F, z: &Tensor, directions: Option<&Tensor>) -> Result<Vec<Tensor>>
     where
         F: Fn(&Tensor) -> Vec<Tensor>,
     {

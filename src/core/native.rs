@@ -38,13 +38,19 @@ fn wrap(ptr: *mut CTensor, op: &str) -> Tensor {
 /// `max(x, slope·x)`: libtorch's `leaky_relu` with the given slope, one kernel, differentiable twice.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
     // SAFETY: `x` is a live tensor for the duration of the call; the result is owned by `wrap`.
-    wrap(unsafe { hg_leaky_relu(x.as_ptr() as *const CTensor, slope) }, "leaky_relu")
+    wrap(
+        unsafe { hg_leaky_relu(x.as_ptr() as *const CTensor, slope) },
+        "leaky_relu",
+    )
 }
 
 /// The same values with an NHWC layout (a copy unless they already have it); 4-D tensors only.
 pub fn channels_last(x: &Tensor) -> Tensor {
     // SAFETY: as above.
-    wrap(unsafe { hg_channels_last(x.as_ptr() as *const CTensor) }, "channels_last")
+    wrap(
+        unsafe { hg_channels_last(x.as_ptr() as *const CTensor) },
+        "channels_last",
+    )
 }
 
 /// Whether `x` is a 4-D tensor laid out NHWC.
@@ -79,7 +85,9 @@ pub fn profile<T>(f: impl FnOnce() -> T) -> Result<(T, Vec<OpTime>)> {
         bail!("libtorch's profiler failed: {}", last_error());
     }
     // SAFETY: a NUL-terminated string from hg_profiler_stop.
-    let text = unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned();
+    let text = unsafe { CStr::from_ptr(raw) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: freed once, by the allocator that made it.
     unsafe { hg_free_string(raw) };
     let ops = text
@@ -110,7 +118,10 @@ mod tests {
     fn leaky_relu_has_the_slope_and_a_second_derivative() {
         let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.5, 3.0]).set_requires_grad(true);
         let y = leaky_relu(&x, 0.2);
-        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), vec![-0.4, -0.1, 0.5, 3.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(&y).unwrap(),
+            vec![-0.4, -0.1, 0.5, 3.0]
+        );
         // d/dx of Σ (dy/dx · x²) needs the backward of leaky_relu's backward (WGAN-GP's double backward).
         let g = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], true, true).remove(0);
         assert_eq!(Vec::<f32>::try_from(&g).unwrap(), vec![0.2, 0.2, 1.0, 1.0]);
@@ -130,7 +141,10 @@ mod tests {
         assert_eq!(y.stride(), vec![60, 1, 15, 3]);
         assert_eq!(y.size(), x.size());
         assert!(y.equal(&x));
-        assert!(!is_channels_last(&Tensor::zeros([3, 4], (Kind::Float, Device::Cpu))));
+        assert!(!is_channels_last(&Tensor::zeros(
+            [3, 4],
+            (Kind::Float, Device::Cpu)
+        )));
     }
 
     #[test]

@@ -132,7 +132,8 @@ impl EqConv2d {
         match kernels {
             Kernels::Plain => self.add_bias(&downscale(&self.conv(x), 2)),
             Kernels::Fast => {
-                let k = sum_of_shifts(&self.weight.constant_pad_nd([1, 1, 1, 1])) * (0.25 * self.scale);
+                let k =
+                    sum_of_shifts(&self.weight.constant_pad_nd([1, 1, 1, 1])) * (0.25 * self.scale);
                 x.conv2d(&k, Some(&self.bias), [2, 2], [1, 1], [1, 1], 1)
             }
         }

@@ -63,4 +63,3 @@ pub fn tf_conv2d_downscale2d(x: &Tensor, w_tf: &Tensor) -> Tensor {
     let k = sum_of_shifts(&w) * 0.25;
     x.conv2d(&k, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1)
 }
-
