@@ -53,10 +53,9 @@ fn the_baseline_reproduces_our_networks_and_penalty_on_a_snapshot() {
     let models = Models::new(&cfg, Device::Cpu).unwrap();
     tch::no_grad(|| {
         // Non-zero biases, so that a bias in the wrong place shows.
-        let mut flat = models.d_params.flat.shallow_clone();
-        let _ = flat.copy_(&(flat.randn_like()));
-        let mut flat = models.g_params.flat.shallow_clone();
-        let _ = flat.copy_(&(flat.randn_like()));
+        for p in [&models.d_params, &models.g_params] {
+            p.flat.shallow_clone().copy_(&p.flat.randn_like());
+        }
     });
     let snap = dir.join("snapshot.safetensors");
     save_snapshot(&snap, &models, &cfg, &TrainState::default(), false).unwrap();
