@@ -333,7 +333,6 @@ fn the_unperturbed_activation_cancels_at_k_2() {
             .unwrap()
             .with_variance(variance)
             .with_reduction(Reduction::None);
-        let _rng = seed(21);
         let dirs = hp.rademacher(&z);
         let got = hp.penalties(f, &z, Some(&dirs)).unwrap();
         let centre = f(&z);
