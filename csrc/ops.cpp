@@ -1,11 +1,13 @@
 // libtorch entry points that the tch crate does not expose (issue 16), behind a plain C ABI called from
-// src/core/native.rs: leaky ReLU with a chosen slope (one differentiable kernel, twice differentiable), conversion to
-// and test of the channels-last (NHWC) memory format, and libtorch's legacy CPU profiler summarised per operator.
+// src/core/native.rs: leaky ReLU with a chosen slope (one differentiable kernel, twice differentiable), pixel norm as
+// one autograd function with a hand-written backward, conversion to and test of the channels-last (NHWC) memory
+// format, and libtorch's legacy CPU profiler summarised per operator.
 //
 // Tensors cross the boundary as tch does it (torch-sys's `tensor` is `torch::Tensor*`): arguments are borrowed,
 // results are new heap tensors owned by the caller (tch::Tensor::from_ptr). A C++ exception never crosses the ABI:
 // it becomes a null result and a message read with hg_last_error.
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <algorithm>
@@ -29,6 +31,32 @@ at::Tensor* guarded(F&& f) {
   }
 }
 
+// Pixel norm y = x·r over dim 1, r = (‖x‖²/C + eps)^(−1/2) (docs/spec/progan_hp.md §1.2), as one autograd node.
+// Forward: one norm reduction and one product. Backward, from dy/dx·g = r·g − x·r³·(g·x)/C: one product-reduction
+// and two elementwise passes, where autograd through the composite takes about twice as many and accumulates the two
+// uses of x. The backward is made of differentiable ATen ops, so a double backward through it still works.
+struct PixelNorm : public torch::autograd::Function<PixelNorm> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double eps) {
+    const double c = static_cast<double>(x.size(1));
+    auto n = at::linalg_vector_norm(x, 2, at::IntArrayRef{1}, /*keepdim=*/true);
+    auto r = n.square().div_(c).add_(eps).rsqrt_();
+    ctx->save_for_backward({x, r});
+    ctx->saved_data["c"] = c;
+    return x * r;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& r = saved[1];
+    const double c = ctx->saved_data["c"].toDouble();
+    const auto& g = grads[0];
+    auto coef = r.pow(3) * (g * x).sum(1, /*keepdim=*/true) / c;
+    return {at::addcmul(g * r, x, coef, -1), at::Tensor()};
+  }
+};
+
 char* copy_string(const std::string& s) {
   char* out = static_cast<char*>(std::malloc(s.size() + 1));
   if (out != nullptr) std::memcpy(out, s.c_str(), s.size() + 1);
@@ -44,6 +72,10 @@ const char* hg_last_error() { return last_error.c_str(); }
 // needs.
 at::Tensor* hg_leaky_relu(const at::Tensor* x, double slope) {
   return guarded([&] { return at::leaky_relu(*x, slope); });
+}
+
+at::Tensor* hg_pixel_norm(const at::Tensor* x, double eps) {
+  return guarded([&] { return PixelNorm::apply(*x, eps); });
 }
 
 // The same values laid out NHWC (a copy unless already so); autograd records it like any copy.

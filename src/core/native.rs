@@ -11,6 +11,7 @@ type CTensor = c_void;
 extern "C" {
     fn hg_last_error() -> *const c_char;
     fn hg_leaky_relu(x: *const CTensor, slope: f64) -> *mut CTensor;
+    fn hg_pixel_norm(x: *const CTensor, eps: f64) -> *mut CTensor;
     fn hg_channels_last(x: *const CTensor) -> *mut CTensor;
     fn hg_is_channels_last(x: *const CTensor) -> i32;
     fn hg_profiler_start() -> i32;
@@ -41,6 +42,17 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
     wrap(
         unsafe { hg_leaky_relu(x.as_ptr() as *const CTensor, slope) },
         "leaky_relu",
+    )
+}
+
+/// Pixel norm over dim 1, `x / sqrt(mean_c(x²) + eps)`, as one autograd node with a hand-written backward
+/// (csrc/ops.cpp): fewer passes over the activations than the composite of [`crate::core::networks::pixel_norm`],
+/// which is the plain path and the test oracle.
+pub fn pixel_norm(x: &Tensor, eps: f64) -> Tensor {
+    // SAFETY: as above.
+    wrap(
+        unsafe { hg_pixel_norm(x.as_ptr() as *const CTensor, eps) },
+        "pixel_norm",
     )
 }
 
@@ -130,6 +142,21 @@ mod tests {
             Vec::<f32>::try_from(&gg[0]).unwrap(),
             vec![-0.8, -0.2, 1.0, 6.0]
         );
+    }
+
+    #[test]
+    fn pixel_norm_and_its_gradient_match_the_composite() {
+        let x = Tensor::randn([3, 5, 2, 2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+        let g = Tensor::randn([3, 5, 2, 2], (Kind::Double, Device::Cpu));
+        let fused = pixel_norm(&x, 1e-8);
+        let composite = &x * (x.square().mean_dim(1, true, None::<Kind>) + 1e-8).rsqrt();
+        assert!(fused.allclose(&composite, 1e-12, 1e-12, false));
+        let gf = Tensor::run_backward(&[(&fused * &g).sum(Kind::Double)], &[&x], false, false);
+        let gc = Tensor::run_backward(&[(&composite * &g).sum(Kind::Double)], &[&x], false, false);
+        assert!(gf[0].allclose(&gc[0], 1e-10, 1e-12, false));
+        // Every output has RMS 1 over the channels.
+        let rms = fused.square().mean_dim(1, false, None::<Kind>).sqrt();
+        assert!(rms.allclose(&rms.ones_like(), 1e-6, 1e-6, false));
     }
 
     #[test]

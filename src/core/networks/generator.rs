@@ -2,7 +2,7 @@
 
 use super::super::native;
 use super::layers::{
-    lerp, lrelu, pixel_norm, upscale, EqConv2d, EqDense, Kernels, LayerInfo, GAIN_RELU,
+    lerp, lrelu, pixel_norm, upscale, EqConv2d, EqDense, Kernels, LayerInfo, EPSILON, GAIN_RELU,
 };
 use super::NetConfig;
 use tch::{nn, Tensor};
@@ -92,6 +92,14 @@ impl Generator {
         self.kernels
     }
 
+    /// Pixel norm as the chosen kernels compute it.
+    fn pixel_norm(&self, x: &Tensor) -> Tensor {
+        match self.kernels {
+            Kernels::Fast => native::pixel_norm(x, EPSILON),
+            Kernels::Plain => pixel_norm(x),
+        }
+    }
+
     /// Full-resolution images `[N, C, R, R]` at level of detail `lod` (docs/spec/progan_hp.md §1.4). `normalize_latents`: pixel-norm
     /// z first (true in training; tools that feed pre-normalised z turn it off, docs/spec/progan_hp.md §7.1).
     pub fn forward(&self, z: &Tensor, lod: f64, normalize_latents: bool) -> Tensor {
@@ -174,7 +182,7 @@ impl Generator {
 
         // docs/spec/progan_hp.md §1.3 layer 1: [pixel-norm z →] dense → reshape [nf(1), 4, 4] → bias → lrelu → PN.
         let x = if normalize_latents {
-            pixel_norm(z)
+            self.pixel_norm(z)
         } else {
             z.shallow_clone()
         };
@@ -184,17 +192,17 @@ impl Generator {
             Kernels::Fast => native::channels_last(&x),
             Kernels::Plain => x,
         };
-        let x = pixel_norm(&lrelu(&(x + self.dense.bias.view([1, -1, 1, 1]))));
+        let x = self.pixel_norm(&lrelu(&(x + self.dense.bias.view([1, -1, 1, 1]))));
         keep(1, &x);
-        let mut x = pixel_norm(&lrelu(&self.conv4.forward(&x)));
+        let mut x = self.pixel_norm(&lrelu(&self.conv4.forward(&x)));
         keep(2, &x);
         h.push(x.shallow_clone());
         for s in 3..=last_stage {
             let b = &self.blocks[(s - 3) as usize];
             // docs/spec/progan_hp.md §15.5: nearest ×2 → conv (the fused TF op, with the kernel rotated 180°) → bias → lrelu → PN.
-            x = pixel_norm(&lrelu(&b.conv0_up.up_conv(&x, self.kernels)));
+            x = self.pixel_norm(&lrelu(&b.conv0_up.up_conv(&x, self.kernels)));
             keep((2 * s - 3) as usize, &x);
-            x = pixel_norm(&lrelu(&b.conv1.forward(&x)));
+            x = self.pixel_norm(&lrelu(&b.conv1.forward(&x)));
             keep((2 * s - 2) as usize, &x);
             h.push(x.shallow_clone());
         }

@@ -219,12 +219,10 @@ pub fn lrelu(x: &Tensor) -> Tensor {
 }
 
 /// Pixel norm `x / sqrt(mean_c(x²) + 1e-8)` over dim 1, per sample and per pixel (docs/spec/progan_hp.md §1.2). For `[N, nz]` latents
-/// it rescales each z to RMS 1. `mean_c(x²)` is taken as `‖x‖²/C` from libtorch's vector norm: one reduction
-/// kernel forward and one elementwise pass backward, where squaring then averaging takes two of each.
+/// it rescales each z to RMS 1. This is the formula step by step (the plain path); the fast path runs
+/// [`native::pixel_norm`], one autograd node with a hand-written backward.
 pub fn pixel_norm(x: &Tensor) -> Tensor {
-    let c = x.size()[1] as f64;
-    let norm = x.norm_scalaropt_dim(2.0, [1i64], true);
-    x * (norm.square() / c + EPSILON).rsqrt()
+    x * (x.square().mean_dim(1, true, None::<Kind>) + EPSILON).rsqrt()
 }
 
 /// Nearest-neighbour upscale: each pixel becomes an `f×f` block (TF `upscale2d`).
