@@ -21,7 +21,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
-pub use rundir::{find_snapshot, newest_snapshot, next_run_dir, run_dir_of, snapshots_in};
+pub use rundir::{
+    find_snapshot, newest_good_sibling, newest_snapshot, next_run_dir, run_dir_of, snapshots_in,
+};
 
 /// Counters that, with the networks, optimisers and loader position, make a run resumable exactly.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -198,7 +200,16 @@ pub struct LoadedSnapshot {
 }
 
 pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
-    let (tensors, meta) = safetensors::load(path)?;
+    let (tensors, meta) = safetensors::load(path).map_err(|e| {
+        // Point at the snapshot to use instead, in the same one-line message.
+        match rundir::newest_good_sibling(path) {
+            Some(good) => anyhow::anyhow!(
+                "{e:#}; the newest good snapshot of this run is {} (resume with --resume {0})",
+                good.display()
+            ),
+            None => e,
+        }
+    })?;
     ensure!(
         meta.get("format").map(String::as_str) == Some(META_FORMAT),
         "{} is not a hessian-gan snapshot (no format tag)",

@@ -40,10 +40,24 @@ pub fn run_dir_of(results_dir: &Path, exp: u32) -> Result<PathBuf> {
 pub fn find_snapshot(run_dir: &Path, which: &str) -> Result<PathBuf> {
     let snaps = snapshots_in(run_dir)?;
     if which == "latest" {
-        return snaps
-            .last()
-            .cloned()
-            .with_context(|| format!("{} holds no snapshot yet", run_dir.display()));
+        anyhow::ensure!(
+            !snaps.is_empty(),
+            "{} holds no snapshot yet",
+            run_dir.display()
+        );
+        // The newest snapshot that verifies: a run killed while writing, or a damaged disk, falls back to the one
+        // before.
+        for snap in snaps.iter().rev() {
+            match crate::io::safetensors::verify(snap) {
+                Ok(()) => return Ok(snap.clone()),
+                Err(e) => log::warn!("{e:#}; trying the snapshot before it"),
+            }
+        }
+        anyhow::bail!(
+            "no snapshot in {} verifies ({} damaged); start a new run",
+            run_dir.display(),
+            snaps.len()
+        );
     }
     let kimg: u64 = which.parse().map_err(|_| {
         anyhow::anyhow!("--resume-snapshot '{which}' must be 'latest' or a kimg number")
@@ -77,6 +91,18 @@ pub fn next_run_dir(results_dir: &Path, desc: &str) -> Result<PathBuf> {
 
 /// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
 /// no such run (or no `results_dir`).
+/// The newest snapshot beside `snapshot` (same run directory, other file) that verifies, if any: where to resume
+/// from when `snapshot` is damaged.
+pub fn newest_good_sibling(snapshot: &Path) -> Option<PathBuf> {
+    let dir = snapshot.parent()?;
+    snapshots_in(dir)
+        .ok()?
+        .into_iter()
+        .rev()
+        .filter(|p| p != snapshot)
+        .find(|p| crate::io::safetensors::verify(p).is_ok())
+}
+
 pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(results_dir) else {
         return Ok(None);

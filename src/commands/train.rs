@@ -107,6 +107,16 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         );
     }
     cfg.num_channels = meta.channels as i64;
+    // A run killed while writing leaves its temporary beside the snapshot we resume from: reclaim the space.
+    if let Some(dir) = resumed.as_ref().and_then(|s| s.path.parent()) {
+        let n = fs::remove_dead_temporaries(dir, None);
+        if n > 0 {
+            log::info!(
+                "removed {n} temporary file(s) of an interrupted write in {}",
+                dir.display()
+            );
+        }
+    }
 
     let run_dir = next_run_dir(&cfg.results_dir, &cfg.run_description())?;
     std::fs::create_dir_all(&run_dir)

@@ -1,6 +1,10 @@
 //! Snapshot files: one safetensors file holding named float32 tensors plus string metadata (JSON values), written
-//! to a temporary name and renamed. Readable from Python with `safetensors.safe_open(path, "pt")` (tensors) and
-//! `.metadata()` (the JSON strings).
+//! to a temporary name, flushed and renamed. Readable from Python with `safetensors.safe_open(path, "pt")` (tensors)
+//! and `.metadata()` (the JSON strings).
+//!
+//! The metadata key `checksum` holds `crc32c:<hex>` of every tensor's name and bytes in name order; [`load`]
+//! verifies it, so a torn or bit-flipped file is refused with a one-line error instead of resuming from garbage.
+//! Files without the key (older snapshots) load unverified.
 
 use crate::io::fs;
 use anyhow::{bail, ensure, Context, Result};
@@ -59,6 +63,11 @@ pub fn save(
         .iter()
         .map(|(n, t)| (n.clone(), HostTensor::new(t)))
         .collect();
+    let mut metadata = metadata;
+    metadata.insert(
+        CHECKSUM_KEY.to_string(),
+        checksum(host.iter().map(|(n, t)| (n.as_str(), t.bytes.as_slice()))),
+    );
     fs::write_atomic(path, |tmp| {
         safetensors::serialize_to_file(
             host.iter().map(|(n, t)| (n.as_str(), t)),
@@ -69,15 +78,53 @@ pub fn save(
     })
 }
 
-/// Reads every tensor (onto the CPU) and the metadata of a snapshot.
+/// The metadata key of the checksum.
+pub const CHECKSUM_KEY: &str = "checksum";
+
+/// `crc32c:<8 hex digits>` over each tensor's name, its byte length and its bytes, in name order.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut crc = 0u32;
+    for (name, bytes) in sorted {
+        crc = crc32c::crc32c_append(crc, name.as_bytes());
+        crc = crc32c::crc32c_append(crc, &(bytes.len() as u64).to_le_bytes());
+        crc = crc32c::crc32c_append(crc, bytes);
+    }
+    format!("crc32c:{crc:08x}")
+}
+
+/// Checks that `path` is a whole safetensors file whose checksum (when it has one) matches its tensors.
+pub fn verify(path: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
+    parse(path, &bytes).map(|_| ())
+}
+
+/// The parsed file and its metadata, checksum verified.
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a safetensors snapshot ({e:?})", path.display()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("{} is a corrupt safetensors file ({e:?})", path.display()))?;
+    if let Some(want) = metadata.get(CHECKSUM_KEY) {
+        let views = st.tensors();
+        let got = checksum(views.iter().map(|(n, v)| (n.as_str(), v.data())));
+        ensure!(
+            &got == want,
+            "{} is damaged: its checksum is {got}, it was written with {want} (a torn write or a corrupted disk)",
+            path.display()
+        );
+    }
+    Ok((st, metadata))
+}
+
+/// Reads every tensor (onto the CPU) and the metadata of a snapshot, after checking its checksum when it has one.
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read snapshot {}", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not a safetensors snapshot ({e:?})", path.display()))?;
-    let metadata = header.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is a corrupt safetensors file ({e:?})", path.display()))?;
+    let (st, metadata) = parse(path, &bytes)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -128,6 +175,14 @@ mod tests {
         assert_eq!(t["opt/step"].size(), Vec::<i64>::new());
         assert_eq!(t["opt/step"].double_value(&[]), 42.0);
         assert_eq!(m["config"], "{\"nz\":3}");
+        assert!(m[CHECKSUM_KEY].starts_with("crc32c:"));
+        // One flipped bit in the data is refused with the file's name.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("s.safetensors is damaged"), "{err}");
         std::fs::write(&path, b"not a snapshot").unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("s.safetensors"), "{err}");
