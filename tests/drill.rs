@@ -95,6 +95,9 @@ fn check_no_torn_files(dir: &Path) -> usize {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') && name.contains(".partial-") {
+            if std::env::var_os("DRILL_VERBOSE").is_some() {
+                println!("  temporary after a kill: {}", path.display());
+            }
             temporaries += 1;
             continue;
         }
@@ -168,82 +171,70 @@ fn training_killed_at_random_moments_resumes_to_the_same_weights() {
     let duration = t0.elapsed();
     let reference = final_snapshot(Path::new(&ref_results));
 
-    let drill_results = results("drill");
+    // Cycles of kill-and-resume until DRILL_KILLS kills have landed; each cycle ends with the run finished and
+    // compared with the uninterrupted one.
     let kills = env_or("DRILL_KILLS", 3) as usize;
     let mut rng = Rng(env_or("DRILL_SEED", 17));
-    let (mut killed, mut during_writes) = (0, 0);
-    for _ in 0..kills {
-        let resume = resume_point(Path::new(&drill_results));
-        let mut args = vec![
-            "train",
-            "--config",
-            &preset,
-            "--results-dir",
-            &drill_results,
-        ];
-        let resume_arg;
-        if let Some(snap) = &resume {
-            resume_arg = snap.to_str().unwrap().to_string();
-            args.extend(["--resume", &resume_arg]);
-        }
-        // Every other kill lands inside a snapshot write (as soon as its temporary appears after a random delay);
-        // the others at a random moment.
-        let delay = duration.mul_f64(0.05 + 0.95 * rng.uniform());
-        let at_write = killed % 2 == 1;
-        let drill_dir = PathBuf::from(&drill_results);
-        let armed = Instant::now() + duration.mul_f64(0.3 * rng.uniform());
-        let hit = if at_write {
-            kill_when(&args, duration * 2, || {
-                Instant::now() >= armed && writing_snapshot(&drill_dir)
-            })
-        } else {
-            kill_after(&args, delay)
-        };
-        if hit {
-            killed += 1;
-        }
-        // A temporary after the kill: it landed inside a write (resuming removes it again).
-        during_writes += usize::from(check_no_torn_files(Path::new(&drill_results)) > 0);
-        if resume_point(Path::new(&drill_results))
-            .is_some_and(|s| load_snapshot(&s).unwrap().state.cur_nimg >= 4000)
-        {
-            break; // the run finished before the kill
-        }
-    }
-    // Then to the end without interruption.
-    let mut args = vec![
-        "train",
-        "--config",
-        &preset,
-        "--results-dir",
-        &drill_results,
-    ];
-    let resume_arg;
-    if let Some(snap) = resume_point(Path::new(&drill_results)) {
-        resume_arg = snap.to_str().unwrap().to_string();
-        if load_snapshot(&snap).unwrap().state.cur_nimg < 4000 {
-            args.extend(["--resume", &resume_arg]);
-            run(&args);
-        }
-    } else {
-        run(&args);
-    }
-
+    let (mut killed, mut during_writes, mut cycles) = (0, 0, 0);
     let a = load_snapshot(&reference).unwrap();
-    let b = load_snapshot(&final_snapshot(Path::new(&drill_results))).unwrap();
-    assert_eq!(a.state.cur_nimg, b.state.cur_nimg);
-    assert_eq!(a.state.iteration, b.state.iteration);
-    assert_eq!(a.tensors.len(), b.tensors.len());
-    for (name, t) in &a.tensors {
-        let u = &b.tensors[name];
-        assert!(
-            t.equal(u),
-            "{name} differs from the uninterrupted run after {killed} kills"
-        );
+    while killed < kills || cycles == 0 {
+        let drill_results = results(&format!("drill-{cycles}"));
+        let drill_dir = PathBuf::from(&drill_results);
+        loop {
+            let resume = resume_point(&drill_dir);
+            let finished = resume
+                .as_ref()
+                .is_some_and(|s| load_snapshot(s).unwrap().state.cur_nimg >= 4000);
+            let mut args = vec![
+                "train",
+                "--config",
+                &preset,
+                "--results-dir",
+                &drill_results,
+            ];
+            let resume_arg;
+            if let Some(snap) = &resume {
+                resume_arg = snap.to_str().unwrap().to_string();
+                args.extend(["--resume", &resume_arg]);
+            }
+            if finished {
+                break;
+            }
+            if killed >= kills {
+                run(&args); // to the end without interruption
+                continue;
+            }
+            // Every other kill lands inside a snapshot write (as soon as its temporary appears after a random
+            // delay); the others at a random moment.
+            let hit = if killed % 2 == 1 {
+                let armed = Instant::now() + duration.mul_f64(0.3 * rng.uniform());
+                kill_when(&args, duration * 2, || {
+                    Instant::now() >= armed && writing_snapshot(&drill_dir)
+                })
+            } else {
+                kill_after(&args, duration.mul_f64(0.05 + 0.95 * rng.uniform()))
+            };
+            if hit {
+                killed += 1;
+                // A temporary after the kill: it landed inside a write (the next start removes it).
+                during_writes += usize::from(check_no_torn_files(&drill_dir) > 0);
+            }
+        }
+        let b = load_snapshot(&final_snapshot(&drill_dir)).unwrap();
+        assert_eq!(a.state.cur_nimg, b.state.cur_nimg);
+        assert_eq!(a.state.iteration, b.state.iteration);
+        assert_eq!(a.tensors.len(), b.tensors.len());
+        for (name, t) in &a.tensors {
+            assert!(
+                t.equal(&b.tensors[name]),
+                "{name} differs from the uninterrupted run (cycle {cycles}, {killed} kills so far)"
+            );
+        }
+        cycles += 1;
     }
     println!(
-        "kill drill (training): {killed} kills ({during_writes} left a temporary: killed mid-write), \
-         resumed to identical weights, Adam state and counters ({} tensors)",
+        "kill drill (training): {killed} kills in {cycles} run(s) ({during_writes} inside a write: a temporary \
+         was left), every run resumed to identical weights, Adam state and counters ({} tensors)",
         a.tensors.len()
     );
     std::fs::remove_dir_all(&root).unwrap();
@@ -271,47 +262,47 @@ fn a_dataset_build_killed_midway_is_absent_or_whole() {
     run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let duration = t0.elapsed();
 
-    let out = root.join("drill");
-    let args = build(&out);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let kills = env_or("DRILL_KILLS", 3) as usize;
     let mut rng = Rng(env_or("DRILL_SEED", 17) ^ 0xD5);
-    let mut killed = 0;
-    for _ in 0..kills {
-        if out.exists() {
-            break;
+    let (mut killed, mut cycles) = (0, 0);
+    while killed < kills || cycles == 0 {
+        let out = root.join(format!("drill-{cycles}"));
+        let args = build(&out);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        while !out.exists() && killed < kills {
+            if kill_after(&args, duration.mul_f64(0.05 + 0.95 * rng.uniform())) {
+                killed += 1;
+            }
+            if out.exists() {
+                // Whole: it opens, and its metadata parses.
+                Dataset::open(&out).unwrap_or_else(|e| panic!("torn dataset after a kill: {e:#}"));
+            }
         }
-        if kill_after(&args, duration.mul_f64(0.05 + 0.95 * rng.uniform())) {
-            killed += 1;
+        if !out.exists() {
+            run(&args);
         }
-        if out.exists() {
-            // Whole: it opens, and its metadata parses.
-            Dataset::open(&out).unwrap_or_else(|e| panic!("torn dataset after a kill: {e:#}"));
+        // Byte for byte the uninterrupted build (dataset.json: but for the command line, which names the output).
+        for entry in std::fs::read_dir(&reference).unwrap().flatten() {
+            let name = entry.file_name();
+            let (a, b) = (entry.path(), out.join(&name));
+            if name == "dataset.json" {
+                let meta = |p: &Path| {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                    v.as_object_mut().unwrap().remove("command");
+                    v
+                };
+                assert_eq!(meta(&a), meta(&b), "dataset.json differs");
+            } else {
+                assert!(
+                    std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+                    "{name:?} differs from the uninterrupted build"
+                );
+            }
         }
+        cycles += 1;
     }
-    if !out.exists() {
-        run(&args);
-    }
-    // Byte for byte the uninterrupted build (dataset.json: but for the command line, which names the output), and
-    // no temporary left beside it.
-    for entry in std::fs::read_dir(&reference).unwrap().flatten() {
-        let name = entry.file_name();
-        let (a, b) = (entry.path(), out.join(&name));
-        if name == "dataset.json" {
-            let meta = |p: &Path| {
-                let mut v: serde_json::Value =
-                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-                v.as_object_mut().unwrap().remove("command");
-                v
-            };
-            assert_eq!(meta(&a), meta(&b), "dataset.json differs");
-        } else {
-            assert!(
-                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
-                "{name:?} differs from the uninterrupted build"
-            );
-        }
-    }
+    // No temporary left beside the builds.
     let leftovers: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .flatten()
@@ -319,6 +310,8 @@ fn a_dataset_build_killed_midway_is_absent_or_whole() {
         .filter(|n| n.contains(".partial-"))
         .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
-    println!("kill drill (dataset): {killed} kills, the build finished identical to an uninterrupted one");
+    println!(
+        "kill drill (dataset): {killed} kills in {cycles} build(s), each finished identical to an uninterrupted one"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -107,13 +107,18 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         );
     }
     cfg.num_channels = meta.channels as i64;
-    // A run killed while writing leaves its temporary beside the snapshot we resume from: reclaim the space.
-    if let Some(dir) = resumed.as_ref().and_then(|s| s.path.parent()) {
-        let n = fs::remove_dead_temporaries(dir, None);
+    // Runs killed while writing leave temporaries (`.<name>.partial-<pid>`) in their run directories: reclaim the
+    // space. Snapshot listings ignore them anyway.
+    if let Ok(runs) = std::fs::read_dir(&cfg.results_dir) {
+        let n: usize = runs
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| fs::remove_dead_temporaries(&e.path(), None))
+            .sum();
         if n > 0 {
             log::info!(
-                "removed {n} temporary file(s) of an interrupted write in {}",
-                dir.display()
+                "removed {n} temporary file(s) of interrupted writes under {}",
+                cfg.results_dir.display()
             );
         }
     }
