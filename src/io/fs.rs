@@ -144,6 +144,7 @@ where
         .with_context(|| format!("cannot create directory {}", tmp.display()))?;
     let result = build(&tmp)
         .and_then(|()| sync_tree(&tmp))
+        .with_context(|| format!("cannot build {}", dir.display()))
         .and_then(|()| rename_durably(&tmp, dir));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);

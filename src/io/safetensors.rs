@@ -8,7 +8,7 @@
 
 use crate::io::fs;
 use anyhow::{bail, ensure, Context, Result};
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -74,6 +74,11 @@ pub fn save(
             &Some(metadata),
             tmp,
         )
+        .map_err(|e| match e {
+            // The OS's own words ("No space left on device (os error 28)"), not the wrapper's Debug form.
+            SafeTensorError::IoError(io) => anyhow::Error::new(io),
+            other => anyhow::anyhow!("{other:?}"),
+        })
         .with_context(|| format!("cannot write snapshot {}", path.display()))
     })
 }
