@@ -3,7 +3,7 @@
 mod common;
 use common::{globals, lock, scratch, tiny_dataset, TinyRun};
 
-use hessian_gan::checkpoint::{find_snapshot, snapshots_in};
+use hessian_gan::checkpoint::{find_snapshot, load_snapshot, snapshots_in};
 use hessian_gan::commands::train;
 use hessian_gan::config::TrainConfig;
 use hessian_gan::io::safetensors;
@@ -422,4 +422,41 @@ fn a_grey_dataset_trains_one_channel_networks_and_its_snapshot_does_not_resume_o
         err.contains("has 3 channel(s)") && err.contains("was trained on 1"),
         "{err}"
     );
+}
+
+#[test]
+fn non_finite_gradients_are_skipped_logged_and_stop_the_run_at_the_last_good_snapshot() {
+    // Issue 17: an absurd λ from 1 kimg on makes every G gradient non-finite. The updates are skipped and logged,
+    // the run stops after max_consecutive_skips naming its last good snapshot (1 kimg), and a resume from it with a
+    // sane λ trains on.
+    let _g = lock();
+    let root = scratch("nonfinite");
+    tiny_dataset(&root);
+    let tiny = run(
+        &root,
+        json!({"hp_lambda": 1e38, "hp_start_kimg": 1.0, "total_kimg": 3, "max_consecutive_skips": 16}),
+    );
+    let err = match train::run(&globals(), &tiny.request()) {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => panic!("a run with non-finite gradients must stop"),
+    };
+    let good = tiny.run_dir(0).join("network-snapshot-000001.safetensors");
+    assert!(
+        err.contains("consecutive updates of G had non-finite gradients")
+            && err.contains(&format!("The last good snapshot is {}", good.display())),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+    let log = std::fs::read_to_string(tiny.run_dir(0).join("log.txt")).unwrap();
+    assert!(
+        log.contains("updates skipped for non-finite gradients") && log.contains(&err),
+        "the skips and the stop are in log.txt:\n{log}"
+    );
+    // The snapshot named verifies and resumes, with a sane penalty, to the end.
+    let snap = load_snapshot(&good).unwrap();
+    assert_eq!(snap.state.cur_nimg / 1000, 1);
+    let mut request = run(&root, json!({"hp_lambda": 0.1, "total_kimg": 2})).request();
+    request.resume = Some(good);
+    let resumed = run(&root, json!({})).train_with(request);
+    assert!(resumed.join("_finished.txt").exists());
 }

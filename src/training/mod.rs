@@ -60,6 +60,8 @@ pub struct Trainer {
     /// The last tick's fakes/reals diversity ratio (recorded beside the scores of a score tick).
     diversity_ratio: Option<f64>,
     collapse: report::CollapseGuard,
+    /// The snapshot this run resumed from: the last good one until the run writes its own.
+    resumed_from: Option<PathBuf>,
     /// This thread's log records also go to `<run_dir>/log.txt` while the trainer lives.
     _log: crate::io::log::Tee,
 }
@@ -167,6 +169,7 @@ impl Trainer {
             real_diversity: 0.0,
             diversity_ratio: None,
             collapse: report::CollapseGuard::default(),
+            resumed_from: resumed.as_ref().map(|s| s.path.clone()),
             _log: log,
         })
     }

@@ -103,20 +103,34 @@ impl Trainer {
         Ok(())
     }
 
-    /// Stops with a clear message when updates keep being skipped for non-finite gradients (§2.3).
+    /// Logs skipped updates, and stops with a clear message when they keep being skipped for non-finite gradients
+    /// (§2.3): the message names the last good snapshot, from which `--resume` continues.
     pub(super) fn check_skips(&mut self) -> Result<()> {
         let g = self.models.opt_g.consecutive_skips.double_value(&[]);
         let d = self.models.opt_d.consecutive_skips.double_value(&[]);
+        if g > 0.0 || d > 0.0 {
+            log::warn!(
+                "updates skipped for non-finite gradients at {:.1} kimg: G {g} in a row ({} in total), D {d} in a \
+                 row ({} in total)",
+                self.state.cur_nimg as f64 / 1000.0,
+                self.models.opt_g.skipped.double_value(&[]),
+                self.models.opt_d.skipped.double_value(&[])
+            );
+        }
         let worst = g.max(d) as i64;
         if worst >= self.cfg.max_consecutive_skips {
-            let last = snapshots_in(&self.run_dir)?.pop();
-            bail!(
+            let last = snapshots_in(&self.run_dir)?
+                .pop()
+                .or_else(|| self.resumed_from.clone());
+            let message = format!(
                 "{worst} consecutive updates of {} had non-finite gradients at {:.1} kimg; stopping. The last good \
                  snapshot is {}. Try a smaller --hp-lambda or a larger --epsilon",
                 if g >= d { "G" } else { "D" },
                 self.state.cur_nimg as f64 / 1000.0,
                 last.map_or("(none yet)".to_string(), |p| p.display().to_string())
             );
+            log::error!("{message}");
+            bail!(message);
         }
         Ok(())
     }
