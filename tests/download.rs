@@ -423,6 +423,27 @@ fn a_wrong_announced_size_is_refused_before_the_transfer() {
 }
 
 #[test]
+fn bytes_beyond_the_announced_size_never_reach_the_file() {
+    // Issue 17: a server that announces one size and sends more, on a fresh download and on a resumed one. The file
+    // must be the announced bytes exactly (checksum verified), never the body with the surplus spliced on.
+    let dir = scratch("overlong");
+    let (server, body) = serve_one(&dir, "f.tfrecords");
+    let dest = dir.join("f.tfrecords");
+    server.always("f.tfrecords", Some(Fault::Overlong(4096)));
+    let o = DownloadOptions {
+        sha256: Some(sha256_hex(&body)),
+        ..opts()
+    };
+    download(&server.url("f.tfrecords"), &dest, &o).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    std::fs::remove_file(&dest).unwrap();
+    std::fs::write(partial_path(&dest), &body[..5000]).unwrap();
+    let report = download(&server.url("f.tfrecords"), &dest, &o).unwrap();
+    assert_eq!(report.resumed_from, 5000);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[test]
 fn an_interrupted_earlier_run_is_resumed_from_its_partial_file() {
     let dir = scratch("resume");
     let (server, body) = serve_one(&dir, "f.tfrecords");

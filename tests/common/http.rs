@@ -24,6 +24,8 @@ pub enum Fault {
     Hangup,
     /// Send the headers and `n` bytes of the body, then go silent for `pause` before closing (a stalled transfer).
     Stall { after: usize, pause: Duration },
+    /// Send the whole announced body, then `n` more bytes that no header announced (a server whose size is wrong).
+    Overlong(usize),
 }
 
 /// What the server saw and did for one request.
@@ -263,6 +265,9 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
                 return;
             }
             let _ = stream.write_all(&payload[..limit]);
+            if let Some(Fault::Overlong(n)) = other {
+                let _ = stream.write_all(&vec![0xAB; n]);
+            }
             let _ = stream.flush();
             if let Some(pause) = pause {
                 std::thread::sleep(pause);
