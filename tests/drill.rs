@@ -9,34 +9,15 @@
 
 mod common;
 
-use hessian_gan::checkpoint::{find_snapshot, load_snapshot};
+use common::{env_or, torn_files_check};
+use hessian_gan::checkpoint::{load_snapshot, newest_snapshot};
+use hessian_gan::core::rng::Rng;
 use hessian_gan::data::Dataset;
-use hessian_gan::io::safetensors;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hessian-gan");
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// SplitMix64: the kill times, reproducible from DRILL_SEED.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn spawn(args: &[&str]) -> Child {
     Command::new(BIN)
@@ -84,42 +65,6 @@ fn kill_when(args: &[&str], delay: Duration, now: impl Fn() -> bool) -> bool {
     true
 }
 
-/// Every file under `dir` with a final name is whole: snapshots verify, JSON and JSONL parse. Returns the number of
-/// temporaries (`.<name>.partial-<pid>`) found, i.e. writes the kill interrupted.
-fn check_no_torn_files(dir: &Path) -> usize {
-    let mut temporaries = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(".partial-") {
-            if std::env::var_os("DRILL_VERBOSE").is_some() {
-                println!("  temporary after a kill: {}", path.display());
-            }
-            temporaries += 1;
-            continue;
-        }
-        if path.is_dir() {
-            temporaries += check_no_torn_files(&path);
-        } else if name.ends_with(".safetensors") {
-            safetensors::verify(&path)
-                .unwrap_or_else(|e| panic!("torn snapshot after a kill: {e:#}"));
-        } else if name.ends_with(".json") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            serde_json::from_str::<serde_json::Value>(&text)
-                .unwrap_or_else(|e| panic!("torn {} after a kill: {e}", path.display()));
-        } else if name.ends_with(".jsonl") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .unwrap_or_else(|e| panic!("torn line in {}: {e}", path.display()));
-            }
-        }
-    }
-    temporaries
-}
-
 /// Whether a snapshot is being written somewhere under `results` (its temporary exists).
 fn writing_snapshot(results: &Path) -> bool {
     let Ok(runs) = std::fs::read_dir(results) else {
@@ -135,22 +80,10 @@ fn writing_snapshot(results: &Path) -> bool {
     })
 }
 
-/// The newest snapshot that verifies, over the run directories of `results` from the newest.
-fn resume_point(results: &Path) -> Option<PathBuf> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(results)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    runs.sort();
-    runs.iter()
-        .rev()
-        .find_map(|r| find_snapshot(r, "latest").ok())
-}
-
 fn final_snapshot(results: &Path) -> PathBuf {
-    resume_point(results).expect("the run finished with a snapshot")
+    newest_snapshot(results)
+        .unwrap()
+        .expect("the run finished with a snapshot")
 }
 
 #[test]
@@ -174,14 +107,14 @@ fn training_killed_at_random_moments_resumes_to_the_same_weights() {
     // Cycles of kill-and-resume until DRILL_KILLS kills have landed; each cycle ends with the run finished and
     // compared with the uninterrupted one.
     let kills = env_or("DRILL_KILLS", 3) as usize;
-    let mut rng = Rng(env_or("DRILL_SEED", 17));
+    let mut rng = Rng::new(env_or("DRILL_SEED", 17));
     let (mut killed, mut during_writes, mut cycles) = (0, 0, 0);
     let a = load_snapshot(&reference).unwrap();
     while killed < kills || cycles == 0 {
         let drill_results = results(&format!("drill-{cycles}"));
         let drill_dir = PathBuf::from(&drill_results);
         loop {
-            let resume = resume_point(&drill_dir);
+            let resume = newest_snapshot(&drill_dir).unwrap();
             let finished = resume
                 .as_ref()
                 .is_some_and(|s| load_snapshot(s).unwrap().state.cur_nimg >= 4000);
@@ -217,7 +150,7 @@ fn training_killed_at_random_moments_resumes_to_the_same_weights() {
             if hit {
                 killed += 1;
                 // A temporary after the kill: it landed inside a write (the next start removes it).
-                during_writes += usize::from(check_no_torn_files(&drill_dir) > 0);
+                during_writes += usize::from(!torn_files_check(&drill_dir).is_empty());
             }
         }
         let b = load_snapshot(&final_snapshot(&drill_dir)).unwrap();
@@ -263,7 +196,7 @@ fn a_dataset_build_killed_midway_is_absent_or_whole() {
     let duration = t0.elapsed();
 
     let kills = env_or("DRILL_KILLS", 3) as usize;
-    let mut rng = Rng(env_or("DRILL_SEED", 17) ^ 0xD5);
+    let mut rng = Rng::new(env_or("DRILL_SEED", 17) ^ 0xD5);
     let (mut killed, mut cycles) = (0, 0);
     while killed < kills || cycles == 0 {
         let out = root.join(format!("drill-{cycles}"));

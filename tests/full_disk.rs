@@ -7,7 +7,7 @@
 
 mod common;
 
-use hessian_gan::checkpoint::{find_snapshot, load_snapshot, run_dir_of, snapshots_in};
+use hessian_gan::checkpoint::{load_snapshot, newest_snapshot, run_dir_of, snapshots_in};
 use hessian_gan::io::safetensors;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -76,23 +76,19 @@ fn hg(args: &[&str]) -> (bool, String) {
 
 /// No file with a final name under `dir` is half-written, and no temporary is left.
 fn assert_whole(dir: &Path) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(
-            !name.contains(".partial-"),
-            "a temporary was left behind: {}",
-            path.display()
-        );
-        if path.is_dir() {
-            assert_whole(&path);
-        } else if name.ends_with(".safetensors") {
-            safetensors::verify(&path).unwrap();
-        } else if name.ends_with(".json") {
-            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap())
-                .unwrap_or_else(|e| panic!("{} is torn: {e}", path.display()));
-        }
-    }
+    let left = common::torn_files_check(dir);
+    assert!(left.is_empty(), "temporaries were left behind: {left:?}");
+}
+
+/// The last line of a failed command's stderr, checked to be its one error line about a full disk.
+fn disk_full_error(stderr: &str) -> &str {
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("No space left on device"),
+        "one clear line: {stderr}"
+    );
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error")).count(), 1);
+    last
 }
 
 #[test]
@@ -131,7 +127,7 @@ fn train_stops_cleanly_when_the_snapshot_does_not_fit_and_resumes_with_space() {
     // Four fifths of a snapshot of space left: the run starts (config, log, grids and events, about 0.4 of a
     // snapshot, fit) and its next snapshot cannot be written.
     let filler = disk.fill_leaving(size * 4 / 5);
-    let (ok, err) = hg(&[
+    let resume = [
         "train",
         "--config",
         preset,
@@ -139,41 +135,23 @@ fn train_stops_cleanly_when_the_snapshot_does_not_fit_and_resumes_with_space() {
         "2",
         "--resume",
         first.to_str().unwrap(),
-    ]);
+    ];
+    let (ok, err) = hg(&resume);
     assert!(!ok, "training on a full disk must fail");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains("No space left on device"),
-        "one clear line: {err}"
-    );
+    let last = disk_full_error(&err);
     assert!(
         last.contains("network-snapshot-000002.safetensors: No space left on device (os error 28)"),
         "the error names the snapshot: {last}"
     );
-    assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1);
     println!("full disk, train: {last}");
     safetensors::verify(&first).unwrap();
     assert_whole(&results);
 
     // With space again, the same resume reaches 2 kimg.
     std::fs::remove_file(filler).unwrap();
-    let (ok, err) = hg(&[
-        "train",
-        "--config",
-        preset,
-        "--total-kimg",
-        "2",
-        "--resume",
-        first.to_str().unwrap(),
-    ]);
+    let (ok, err) = hg(&resume);
     assert!(ok, "{err}");
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&results)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    runs.sort();
-    let done = find_snapshot(runs.last().unwrap(), "latest").unwrap();
+    let done = newest_snapshot(&results).unwrap().unwrap();
     assert!(load_snapshot(&done).unwrap().state.cur_nimg >= 2000);
     assert_whole(&results);
     drop(disk);
@@ -199,11 +177,7 @@ fn a_dataset_build_that_runs_out_of_space_leaves_nothing() {
         out.to_str().unwrap(),
     ]);
     assert!(!ok, "a 2000-image dataset does not fit in 1 MB");
-    let last = err.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && last.contains("No space left on device"),
-        "one clear line: {err}"
-    );
+    let last = disk_full_error(&err);
     assert!(
         last.contains(&format!("cannot build {}", out.display())),
         "names the dataset: {last}"

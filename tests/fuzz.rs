@@ -11,7 +11,9 @@
 
 mod common;
 
+use common::env_or;
 use hessian_gan::config::TrainConfig;
+use hessian_gan::core::rng::Rng;
 use hessian_gan::data::Dataset;
 use hessian_gan::io::{pickle, safetensors, tfrecord};
 use std::collections::HashMap;
@@ -23,28 +25,9 @@ use tch::Tensor;
 /// Longest any single input may take.
 const TIME_BOUND: Duration = Duration::from_secs(5);
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// Uniform in `[0, n)` as an index.
+fn pick(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 /// Integers that break length and count fields.
@@ -63,48 +46,50 @@ const BOUNDARY: [u64; 9] = [
 /// One to four random mutations of `seed`.
 fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut b = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
+    for _ in 0..1 + pick(rng, 4) {
         let len = b.len();
-        match rng.below(8) {
+        match pick(rng, 8) {
             0 if len > 0 => {
-                let i = rng.below(len);
-                b[i] ^= 1 << rng.below(8);
+                let i = pick(rng, len);
+                b[i] ^= 1 << pick(rng, 8);
             }
             1 if len > 0 => {
-                let i = rng.below(len);
-                b[i] = rng.next() as u8;
+                let i = pick(rng, len);
+                b[i] = rng.next_u64() as u8;
             }
             2 if len > 0 => {
-                let v = BOUNDARY[rng.below(BOUNDARY.len())].to_le_bytes();
-                let width = [1, 2, 4, 8][rng.below(4)];
-                let at = rng.below(len);
+                let v = BOUNDARY[pick(rng, BOUNDARY.len())].to_le_bytes();
+                let width = [1, 2, 4, 8][pick(rng, 4)];
+                let at = pick(rng, len);
                 for (k, byte) in v.iter().take(width).enumerate() {
                     if at + k < len {
                         b[at + k] = *byte;
                     }
                 }
             }
-            3 => b.truncate(rng.below(len + 1)),
+            3 => b.truncate(pick(rng, len + 1)),
             4 => {
-                let at = rng.below(len + 1);
-                let extra: Vec<u8> = (0..1 + rng.below(16)).map(|_| rng.next() as u8).collect();
+                let at = pick(rng, len + 1);
+                let extra: Vec<u8> = (0..1 + pick(rng, 16))
+                    .map(|_| rng.next_u64() as u8)
+                    .collect();
                 b.splice(at..at, extra);
             }
             5 if len > 0 => {
-                let at = rng.below(len);
-                let n = 1 + rng.below((len - at).min(64));
+                let at = pick(rng, len);
+                let n = 1 + pick(rng, (len - at).min(64));
                 b.drain(at..at + n);
             }
             6 if len > 0 => {
-                let at = rng.below(len);
-                let n = 1 + rng.below((len - at).min(64));
+                let at = pick(rng, len);
+                let n = 1 + pick(rng, (len - at).min(64));
                 let chunk = b[at..at + n].to_vec();
-                let to = rng.below(len + 1);
+                let to = pick(rng, len + 1);
                 b.splice(to..to, chunk);
             }
             _ if len > 0 => {
                 // A run of ASCII digits becomes a huge number (text formats: sizes, counts, shapes).
-                let at = rng.below(len);
+                let at = pick(rng, len);
                 if let Some(start) = (at..len).find(|&i| b[i].is_ascii_digit()) {
                     let end = (start..len)
                         .find(|&i| !b[i].is_ascii_digit())
@@ -112,7 +97,7 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
                     b.splice(start..end, b"1000000000000".iter().copied());
                 }
             }
-            _ => b.push(rng.next() as u8),
+            _ => b.push(rng.next_u64() as u8),
         }
     }
     b
@@ -122,7 +107,7 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
 /// number of inputs, how many were accepted, and the slowest input.
 fn fuzz(name: &str, seeds: &[Vec<u8>], parse: impl Fn(&[u8]) -> bool) -> (u64, u64, Duration) {
     let inputs = env_or("FUZZ_INPUTS", 1500);
-    let mut rng = Rng(env_or("FUZZ_SEED", 1) ^ crc_of(name.as_bytes()));
+    let mut rng = Rng::new(env_or("FUZZ_SEED", 1) ^ u64::from(crc32c::crc32c(name.as_bytes())));
     let (mut accepted, mut slowest) = (0, Duration::ZERO);
     // Quiet: a panic is reported once below, with its input saved.
     let hook = std::panic::take_hook();
@@ -166,12 +151,6 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], parse: impl Fn(&[u8]) -> bool) -> (u64, u
         "fuzz {name}: {inputs} inputs, 0 panics, 0 over {TIME_BOUND:?}, {accepted} accepted, slowest {slowest:?}"
     );
     (inputs, accepted, slowest)
-}
-
-fn crc_of(b: &[u8]) -> u64 {
-    b.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100_0000_01B3)
-    })
 }
 
 fn fixture(rel: &str) -> Vec<u8> {

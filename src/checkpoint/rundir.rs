@@ -89,8 +89,6 @@ pub fn next_run_dir(results_dir: &Path, desc: &str) -> Result<PathBuf> {
     Ok(results_dir.join(format!("{next:05}-{desc}")))
 }
 
-/// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
-/// no such run (or no `results_dir`).
 /// The newest snapshot beside `snapshot` (same run directory, other file) that verifies, if any: where to resume
 /// from when `snapshot` is damaged.
 pub fn newest_good_sibling(snapshot: &Path) -> Option<PathBuf> {
@@ -103,6 +101,8 @@ pub fn newest_good_sibling(snapshot: &Path) -> Option<PathBuf> {
         .find(|p| crate::io::safetensors::verify(p).is_ok())
 }
 
+/// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
+/// no such run (or no `results_dir`).
 pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(results_dir) else {
         return Ok(None);

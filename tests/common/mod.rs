@@ -168,3 +168,42 @@ pub fn events_text(run_dir: &Path) -> String {
         .unwrap_or_else(|| panic!("no TensorBoard file in {}", run_dir.display()));
     String::from_utf8_lossy(&std::fs::read(events).unwrap()).into_owned()
 }
+
+/// An integer setting of a drill from the environment (`DRILL_KILLS`, `FUZZ_INPUTS`…), or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checks that every file under `dir` with a final name is whole (snapshots verify, JSON and JSONL parse; panics
+/// otherwise) and returns the temporaries (`.<name>.partial-<pid>`) found: writes that were interrupted.
+pub fn torn_files_check(dir: &Path) -> Vec<PathBuf> {
+    let mut temporaries = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return temporaries;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".partial-") {
+            temporaries.push(path);
+        } else if path.is_dir() {
+            temporaries.extend(torn_files_check(&path));
+        } else if name.ends_with(".safetensors") {
+            hessian_gan::io::safetensors::verify(&path)
+                .unwrap_or_else(|e| panic!("torn snapshot: {e:#}"));
+        } else if name.ends_with(".json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("torn {}: {e}", path.display()));
+        } else if name.ends_with(".jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("torn line in {}: {e}", path.display()));
+            }
+        }
+    }
+    temporaries
+}
