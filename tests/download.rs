@@ -5,7 +5,8 @@ mod common;
 
 use common::http::{Fault, Logged, TestServer};
 use hessian_gan::io::download::{
-    download, ensure_file, partial_path, resolve_base_url_from, DownloadError, DownloadOptions,
+    download, ensure_file, partial_path, resolve_base_url_from, validator_path, DownloadError,
+    DownloadOptions,
 };
 use hessian_gan::io::resources;
 use hessian_gan::io::tfrecord;
@@ -86,6 +87,7 @@ fn logged(range: Option<&str>, status: u16, body_sent: usize) -> Logged {
     Logged {
         path: "/f.tfrecords".into(),
         range: range.map(str::to_string),
+        if_range: None,
         status,
         body_sent: body_sent as u64,
     }
@@ -441,6 +443,151 @@ fn bytes_beyond_the_announced_size_never_reach_the_file() {
     let report = download(&server.url("f.tfrecords"), &dest, &o).unwrap();
     assert_eq!(report.resumed_from, 5000);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+/// A download of `path` cut after `cut` bytes and then refused (404), so that `cut` bytes stay in the partial file
+/// and the call returns. Returns the error text.
+fn cut_download(server: &TestServer, path: &str, dest: &Path, cut: usize) -> String {
+    server.push_faults(path, [Fault::CloseAfter(cut), Fault::Status(404)]);
+    let err = download(&server.url(path), dest, &opts()).unwrap_err();
+    assert_eq!(
+        std::fs::metadata(partial_path(dest)).unwrap().len(),
+        cut as u64
+    );
+    format!("{err:#}")
+}
+
+#[test]
+fn a_file_that_changed_on_the_server_is_downloaded_again_not_spliced() {
+    // Issue 17: the partial file holds the start of version 1; the server now has version 2, of the same length. The
+    // resume sends the kept validator as If-Range, the server answers 200 with version 2, and the download starts
+    // over. Each kind of validator: a strong ETag, a date alone, and a weak ETag (which If-Range may not carry, so the
+    // date goes instead).
+    let dir = scratch("changed");
+    let v1 = tfrecord_bytes(&dir, &images(32, 16, 7));
+    let mut v2 = v1.clone();
+    for b in &mut v2[100..200] {
+        *b ^= 0x5A;
+    }
+    let len = v1.len();
+    let cut = len / 3;
+    let cases = [
+        (Some("\"v1\""), None, Some("\"v2\""), None, "\"v1\""),
+        (
+            None,
+            Some("Mon, 30 Nov 2026 10:00:00 GMT"),
+            None,
+            Some("Tue, 01 Dec 2026 10:00:00 GMT"),
+            "Mon, 30 Nov 2026 10:00:00 GMT",
+        ),
+        (
+            Some("W/\"v1\""),
+            Some("Mon, 30 Nov 2026 10:00:00 GMT"),
+            Some("W/\"v2\""),
+            Some("Tue, 01 Dec 2026 10:00:00 GMT"),
+            "Mon, 30 Nov 2026 10:00:00 GMT",
+        ),
+    ];
+    for (i, (etag1, date1, etag2, date2, sent)) in cases.into_iter().enumerate() {
+        let server = TestServer::start();
+        server.add_file("f.tfrecords", v1.clone());
+        server.validators("f.tfrecords", etag1, date1);
+        let dest = dir.join(format!("f{i}.tfrecords"));
+        cut_download(&server, "f.tfrecords", &dest, cut);
+        assert!(validator_path(&dest).exists(), "case {i}");
+
+        server.add_file("f.tfrecords", v2.clone());
+        server.validators("f.tfrecords", etag2, date2);
+        let before = server.log().len();
+        let o = DownloadOptions {
+            sha256: Some(sha256_hex(&v2)),
+            ..opts()
+        };
+        let report = download(&server.url("f.tfrecords"), &dest, &o).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), v2, "case {i}");
+        let log = server.log()[before..].to_vec();
+        let range = format!("bytes={cut}-");
+        assert_eq!(
+            log,
+            vec![Logged {
+                if_range: Some(sent.to_string()),
+                ..logged(Some(&range), 200, len)
+            }],
+            "case {i}: one request, answered with the whole new version"
+        );
+        assert_eq!(report.resumed_from, cut as u64);
+        assert_eq!(report.bytes_transferred, len as u64);
+        assert!(!partial_path(&dest).exists() && !validator_path(&dest).exists());
+    }
+}
+
+#[test]
+fn an_unchanged_file_resumes_under_its_validator() {
+    let dir = scratch("unchanged");
+    let (server, body) = serve_one(&dir, "f.tfrecords");
+    server.validators("f.tfrecords", Some("\"abc\""), None);
+    let len = body.len();
+    let dest = dir.join("f.tfrecords");
+    cut_download(&server, "f.tfrecords", &dest, 5000);
+    let before = server.log().len();
+    let report = download(&server.url("f.tfrecords"), &dest, &opts()).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(
+        server.log()[before..].to_vec(),
+        vec![Logged {
+            if_range: Some("\"abc\"".into()),
+            ..logged(Some("bytes=5000-"), 206, len - 5000)
+        }]
+    );
+    assert_eq!(report.bytes_transferred, (len - 5000) as u64);
+    assert!(!validator_path(&dest).exists());
+}
+
+#[test]
+fn a_server_that_ignores_if_range_is_caught_by_its_etag() {
+    // The server sends the range of version 2 although If-Range names version 1: its ETag gives it away, the bytes
+    // are dropped and the whole file is fetched again, without a checksum to rely on.
+    let dir = scratch("ignoreifrange");
+    let (server, v1) = serve_one(&dir, "f.tfrecords");
+    server.validators("f.tfrecords", Some("\"v1\""), None);
+    let len = v1.len();
+    let dest = dir.join("f.tfrecords");
+    cut_download(&server, "f.tfrecords", &dest, 4000);
+    let v2: Vec<u8> = v1.iter().map(|b| b.wrapping_add(1)).collect();
+    server.add_file("f.tfrecords", v2.clone());
+    server.validators("f.tfrecords", Some("\"v2\""), None);
+    server.ignore_if_range("f.tfrecords", true);
+    let before = server.log().len();
+    download(&server.url("f.tfrecords"), &dest, &opts()).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), v2);
+    assert_eq!(
+        server.log()[before..].to_vec(),
+        vec![
+            Logged {
+                if_range: Some("\"v1\"".into()),
+                ..logged(Some("bytes=4000-"), 206, len - 4000)
+            },
+            logged(None, 200, len),
+        ]
+    );
+}
+
+#[test]
+fn a_validator_left_beside_an_empty_partial_file_is_ignored() {
+    // A kill between emptying the partial file and writing the new validator leaves the old one beside 0 bytes.
+    let dir = scratch("stalevalidator");
+    let (server, body) = serve_one(&dir, "f.tfrecords");
+    let dest = dir.join("f.tfrecords");
+    std::fs::write(partial_path(&dest), b"").unwrap();
+    std::fs::write(
+        validator_path(&dest),
+        br#"{"etag":"\"old\"","last_modified":null}"#,
+    )
+    .unwrap();
+    download(&server.url("f.tfrecords"), &dest, &opts()).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(server.log(), vec![logged(None, 200, body.len())]);
+    assert!(!validator_path(&dest).exists());
 }
 
 #[test]

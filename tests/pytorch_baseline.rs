@@ -16,13 +16,9 @@ use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 fn python() -> std::path::PathBuf {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run `bash scripts/setup.sh` (the README's test command does)",
-        py.display()
-    );
-    py
+    common::venv_python().expect(
+        "no Python venv with torch: run `bash scripts/setup.sh` (the README's test command does)",
+    )
 }
 
 fn npy(path: &Path) -> Tensor {

@@ -233,7 +233,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the error and its context chain, no backtrace.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::io::log::error_line(err.as_ref()));
             ExitCode::FAILURE
         }
     }

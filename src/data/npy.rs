@@ -1,4 +1,5 @@
-//! The subset of NumPy's `.npy` format the datasets use: version 1.0, C order, `|u1` (uint8) or `<f4` (float32).
+//! The subset of NumPy's `.npy` format the datasets use: version 1.0, C order, `|u1` (uint8) or `<f4` (float32);
+//! and `.npz` archives of float64 arrays (cached statistics).
 //!
 //! Files are written as a stream: a fixed-size header with room for any shape is written first and rewritten with
 //! the final count when the stream ends, so images never have to be held in memory. Any NumPy reads them
@@ -19,6 +20,7 @@ pub const HEADER_LEN: usize = 128;
 pub enum Dtype {
     U8,
     F32,
+    F64,
 }
 
 impl Dtype {
@@ -26,6 +28,7 @@ impl Dtype {
         match self {
             Dtype::U8 => "|u1",
             Dtype::F32 => "<f4",
+            Dtype::F64 => "<f8",
         }
     }
     /// NumPy's name of the type.
@@ -33,12 +36,14 @@ impl Dtype {
         match self {
             Dtype::U8 => "uint8",
             Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
         }
     }
     pub fn size(self) -> usize {
         match self {
             Dtype::U8 => 1,
             Dtype::F32 => 4,
+            Dtype::F64 => 8,
         }
     }
 }
@@ -144,6 +149,27 @@ impl NpyWriter {
     }
 }
 
+/// Float64 arrays `(name, shape, values)` as the bytes of an uncompressed `.npz`, what `np.savez` writes: one
+/// `<name>.npy` entry per array. Built in memory, so that writing it (with [`crate::io::fs::write_bytes_atomic`]) is
+/// one step whose failure (a full disk) is an error, never an archive without its central directory.
+pub fn npz_f64_bytes(arrays: &[(&str, &[u64], &[f64])]) -> Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for &(name, shape, values) in arrays {
+        ensure!(
+            shape.iter().product::<u64>() == values.len() as u64,
+            "{name}: {} values for shape {shape:?}",
+            values.len()
+        );
+        let mut entry = header_bytes(Dtype::F64, shape)?;
+        entry.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        zip.start_file(format!("{name}.npy"), options)?;
+        zip.write_all(&entry)?;
+    }
+    Ok(zip.finish()?.into_inner())
+}
+
 /// A parsed `.npy` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NpyHeader {
@@ -190,6 +216,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader> {
         Dtype::U8
     } else if descr.starts_with("'<f4'") {
         Dtype::F32
+    } else if descr.starts_with("'<f8'") {
+        Dtype::F64
     } else {
         bail!(
             "unsupported .npy dtype {}",
@@ -256,6 +284,29 @@ pub fn read_f32(path: &Path) -> Result<(Vec<u64>, Vec<f32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npz_of_float64_arrays_reads_back_with_tch() {
+        let dir = std::env::temp_dir().join(format!("hg-npz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.npz");
+        let mu = [1.5, -2.0, 1e-300];
+        let sigma: Vec<f64> = (0..6).map(|i| i as f64 / 7.0).collect();
+        let bytes = npz_f64_bytes(&[("mu", &[3], &mu), ("sigma", &[2, 3], &sigma)]).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let read = tch::Tensor::read_npz(&path).unwrap();
+        let names: Vec<&str> = read.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["mu", "sigma"]);
+        assert_eq!(read[0].1.kind(), tch::Kind::Double);
+        assert_eq!(read[1].1.size(), [2, 3]);
+        assert_eq!(Vec::<f64>::try_from(&read[0].1).unwrap(), mu);
+        assert_eq!(
+            Vec::<f64>::try_from(read[1].1.flatten(0, -1)).unwrap(),
+            sigma
+        );
+        assert!(npz_f64_bytes(&[("x", &[4], &mu)]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn header_round_trip_and_alignment() {

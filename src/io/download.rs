@@ -9,15 +9,19 @@
 //!   backoff; the retry budget counts consecutive attempts that added nothing to the file, so a long download over a
 //!   flaky link keeps going while it makes progress, and a dead server is given up on after `retries` attempts;
 //! - gives up at once on other statuses (404, 403, …) with an error naming the URL;
+//! - never splices two versions of a file: the server's validator (`ETag`, else `Last-Modified`) is kept beside the
+//!   partial file in `<dest>.partial.validator`; a resume sends it as `If-Range`, so a server whose file changed
+//!   answers `200` with the new file and the download starts over; a `206` whose validator differs from the kept one
+//!   (a server that ignores `If-Range`) is discarded and the download starts over too;
 //! - checks the final size against the server's `Content-Length` / `Content-Range` total and the expected size, and
 //!   the SHA-256 when one is known; a mismatch deletes the partial file;
-//! - renames the partial file to `dest` only when complete and verified.
+//! - fsyncs the complete file and renames it to `dest` only when complete and verified.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{CONTENT_RANGE, RANGE};
-use serde::Serialize;
+use reqwest::header::{HeaderMap, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -83,6 +87,90 @@ pub fn partial_path(dest: &Path) -> PathBuf {
         .unwrap_or_else(|| "download".into());
     name.push(".partial");
     dest.with_file_name(name)
+}
+
+/// Where the server's validator for the bytes in `<dest>.partial` is kept: `<dest>.partial.validator`.
+pub fn validator_path(dest: &Path) -> PathBuf {
+    let mut name = partial_path(dest).into_os_string();
+    name.push(".validator");
+    PathBuf::from(name)
+}
+
+/// What identifies one version of a file on the server (RFC 9110 §8.8): the validators of the response that started
+/// the partial file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validator {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validator {
+    fn from_headers(headers: &HeaderMap) -> Validator {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Validator {
+            etag: text(ETAG),
+            last_modified: text(LAST_MODIFIED),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    /// The `If-Range` value: a strong ETag, else the date (a weak ETag may not be used there, RFC 9110 §13.1.5).
+    fn if_range(&self) -> Option<&str> {
+        match &self.etag {
+            Some(etag) if !etag.starts_with("W/") => Some(etag),
+            _ => self.last_modified.as_deref(),
+        }
+    }
+
+    /// Why a response `now` is not the version this one describes, if it provably is not: the ETags differ, or
+    /// (without ETags on both sides) the dates differ.
+    fn changed(&self, now: &Validator) -> Option<String> {
+        match (&self.etag, &now.etag) {
+            (Some(a), Some(b)) if a != b => Some(format!("ETag {a} became {b}")),
+            (Some(_), Some(_)) => None,
+            _ => match (&self.last_modified, &now.last_modified) {
+                (Some(a), Some(b)) if a != b => Some(format!("Last-Modified {a} became {b}")),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The validator kept for a partial file of `have` bytes; none for an empty one (a leftover from a kill between
+/// truncating the partial file and writing the new validator) or an unreadable one (then `If-Range` is not sent and
+/// the size and SHA-256 checks remain).
+fn load_validator(dest: &Path, have: u64) -> Option<Validator> {
+    let path = validator_path(dest);
+    if have == 0 {
+        let _ = std::fs::remove_file(&path);
+        return None;
+    }
+    let text = std::fs::read(&path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Keeps (or, for a response without validators, forgets) the validator of the bytes about to be written.
+fn store_validator(dest: &Path, validator: &Validator) -> Result<()> {
+    let path = validator_path(dest);
+    if validator.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(anyhow::Error::new(e).context(format!("cannot remove {}", path.display())))
+            }
+            _ => Ok(()),
+        };
+    }
+    let json = serde_json::to_vec(validator).context("cannot encode the download validator")?;
+    crate::io::fs::write_bytes_atomic(&path, &json)
 }
 
 /// How to download one file.
@@ -276,6 +364,7 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
         attempts: 0,
         transferred: 0,
         any_response: false,
+        validator: load_validator(dest, resumed_from),
     };
     let mut best = resumed_from;
     let mut failures = 0u32;
@@ -287,7 +376,7 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
             }
             if have > size {
                 // A stale partial file from another version of the resource: start over.
-                file.set_len(0)
+                start_over(&mut file, dest, &mut state)
                     .with_context(|| format!("cannot truncate {}", partial.display()))?;
                 continue;
             }
@@ -314,6 +403,7 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
                 drop(file);
                 if integrity || empty {
                     let _ = std::fs::remove_file(&partial);
+                    let _ = std::fs::remove_file(validator_path(dest));
                 }
                 return Err(err);
             }
@@ -331,6 +421,7 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
                     drop(file);
                     if kept == 0 {
                         let _ = std::fs::remove_file(&partial);
+                        let _ = std::fs::remove_file(validator_path(dest));
                     }
                     return Err(DownloadError::GaveUp {
                         url: url.to_string(),
@@ -360,6 +451,7 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
 
     let integrity = |detail: String| -> anyhow::Error {
         let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(validator_path(dest));
         DownloadError::Integrity {
             url: url.to_string(),
             dest: dest.to_path_buf(),
@@ -370,6 +462,9 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
     let size = file_len(&file, &partial)?;
     let sha256 =
         sha256_reader(&mut file).with_context(|| format!("cannot read {}", partial.display()))?;
+    // An ENOSPC or EIO that the page cache deferred surfaces here, before the file takes its final name.
+    file.sync_all()
+        .with_context(|| format!("cannot flush {} to the disk", partial.display()))?;
     drop(file);
     if let Some(total) = total.filter(|&t| t != size) {
         return Err(integrity(format!(
@@ -389,8 +484,8 @@ pub fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<Downlo
             )));
         }
     }
-    std::fs::rename(&partial, dest)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), dest.display()))?;
+    crate::io::fs::rename_durably(&partial, dest)?;
+    let _ = std::fs::remove_file(validator_path(dest));
     Ok(DownloadReport {
         url: url.to_string(),
         path: dest.to_path_buf(),
@@ -486,6 +581,18 @@ struct Transfer {
     transferred: u64,
     /// Some attempt got an HTTP response: the host is reachable.
     any_response: bool,
+    /// The version of the file whose bytes are in the partial file, when the server named it.
+    validator: Option<Validator>,
+}
+
+/// Empties the partial file and forgets its validator: the next request fetches the whole file.
+fn start_over(file: &mut File, dest: &Path, state: &mut Transfer) -> std::io::Result<()> {
+    file.set_len(0)?;
+    state.validator = None;
+    match std::fs::remove_file(validator_path(dest)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 enum Progress {
@@ -530,10 +637,15 @@ impl Job<'_> {
         let mut request = client.get(url);
         if have > 0 {
             request = request.header(RANGE, format!("bytes={have}-"));
+            // The range is served only if the file is still the version we have the start of; otherwise a 200 with
+            // the new file comes back and the download starts over.
+            if let Some(v) = state.validator.as_ref().and_then(Validator::if_range) {
+                request = request.header(IF_RANGE, v);
+            }
         }
         let mut response = request
             .send()
-            .map_err(|e| Failure::Retry(error_chain(&e)))?;
+            .map_err(|e| Failure::Retry(crate::io::log::error_line(&e)))?;
         state.any_response = true;
         let status = response.status().as_u16();
         let io_fatal = |e: std::io::Error| {
@@ -551,6 +663,7 @@ impl Job<'_> {
                 .into(),
             )
         };
+        let validator = Validator::from_headers(response.headers());
         let check_announced = |total: u64| match opts.size {
             Some(expected) if expected != total => Err(integrity(format!(
                 "the server announces {total} bytes but {expected} are expected"
@@ -566,6 +679,9 @@ impl Job<'_> {
                     check_announced(total)?;
                 }
                 file.set_len(0).map_err(io_fatal)?;
+                // The validator is on the disk before the first byte of the version it names.
+                store_validator(dest, &validator).map_err(Failure::Fatal)?;
+                state.validator = Some(validator);
                 (0, total, total)
             }
             206 => {
@@ -579,9 +695,16 @@ impl Job<'_> {
                 };
                 if first != have || last < first {
                     // Not the bytes we asked for: do not splice them in; start over with a full request.
-                    file.set_len(0).map_err(io_fatal)?;
+                    start_over(file, dest, state).map_err(io_fatal)?;
                     return Err(Failure::Retry(format!(
                         "asked for bytes from {have}, got {first}-{last}; restarting from 0"
+                    )));
+                }
+                if let Some(change) = state.validator.as_ref().and_then(|v| v.changed(&validator)) {
+                    // The server ignored If-Range: these bytes belong to another version of the file.
+                    start_over(file, dest, state).map_err(io_fatal)?;
+                    return Err(Failure::Retry(format!(
+                        "the file changed on the server ({change}); restarting from 0"
                     )));
                 }
                 if let Some(total) = range.total {
@@ -602,7 +725,7 @@ impl Job<'_> {
                         return Ok(Progress::Done { total: Some(total) })
                     }
                     _ => {
-                        file.set_len(0).map_err(io_fatal)?;
+                        start_over(file, dest, state).map_err(io_fatal)?;
                         return Err(Failure::Retry(format!(
                             "the server refused the range from byte {have}; restarting from 0"
                         )));
@@ -692,7 +815,7 @@ fn copy_body(
             Err(e) => {
                 return Err(BodyError::Read {
                     got,
-                    error: error_chain(&e),
+                    error: crate::io::log::error_line(&e),
                 })
             }
         };
@@ -729,20 +852,6 @@ fn parse_content_range(value: &str) -> Option<ContentRange> {
         }
     };
     Some(ContentRange { span, total })
-}
-
-/// An error and its causes on one line, without repeats (reqwest nests hyper's and the OS's errors).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
 }
 
 fn bar_style(known_length: bool) -> ProgressStyle {

@@ -90,7 +90,8 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn rename_durably(tmp: &Path, path: &Path) -> Result<()> {
+/// Renames `tmp` to `path` and flushes the directory entry to the disk.
+pub fn rename_durably(tmp: &Path, path: &Path) -> Result<()> {
     std::fs::rename(tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")));
@@ -118,7 +119,7 @@ where
 /// Writes bytes to `path` atomically.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |tmp| {
-        std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))
+        std::fs::write(tmp, bytes).with_context(|| format!("cannot write {}", path.display()))
     })
 }
 

@@ -14,6 +14,21 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// An error and its causes on one line (`a: b: c`), each message once: libraries such as tch and reqwest repeat
+/// their cause's message in their own, which `{:#}` would print twice. Takes `anyhow::Error::as_ref()` too.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 /// The console's level as `LevelFilter as usize`; `info` until [`init`] says otherwise.
 static STDERR_LEVEL: AtomicUsize = AtomicUsize::new(LevelFilter::Info as usize);
 

@@ -7,6 +7,7 @@ use super::detector::{Detector, DetectorInfo};
 use super::{normal_latents, sha256_hex, to_uint8_saturate, MetricKind, MetricsOptions};
 use crate::core::networks::Generator;
 use crate::data::format::{level_file, META_FILE};
+use crate::data::npy;
 use crate::data::Dataset;
 use crate::io::fs;
 use crate::io::progress;
@@ -239,7 +240,8 @@ pub struct RealsInfo {
     pub count: usize,
     pub resolution: usize,
     pub fingerprint: String,
-    /// `hit`, `computed`, `recomputed (<why the cached entry was rejected>)` or `disabled`.
+    /// `hit`, `computed`, `recomputed (<why the cached entry was rejected>)`, `computed, not cached (<why the write
+    /// failed>)` or `disabled`.
     pub cache: String,
     pub cache_file: Option<PathBuf>,
     /// Images per second of the real features, when they were computed in this run.
@@ -315,12 +317,15 @@ fn read_cache(npz: &Path, side: &Path, key: &Value) -> std::result::Result<Featu
 }
 
 fn write_cache(npz: &Path, side: &Path, key: &Value, stats: &FeatureStats) -> Result<()> {
-    fs::write_atomic(npz, |tmp| {
-        Tensor::write_npz(&[("mu", &stats.mean), ("sigma", &stats.cov)], tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))
-    })?;
-    let bytes =
-        std::fs::read(npz).with_context(|| format!("cannot read back {}", npz.display()))?;
+    let values = |t: &Tensor| -> Result<(Vec<u64>, Vec<f64>)> {
+        let shape = t.size().iter().map(|&d| d as u64).collect();
+        let values = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))?;
+        Ok((shape, values))
+    };
+    let (mu_shape, mu) = values(&stats.mean)?;
+    let (sigma_shape, sigma) = values(&stats.cov)?;
+    let bytes = npy::npz_f64_bytes(&[("mu", &mu_shape, &mu), ("sigma", &sigma_shape, &sigma)])?;
+    fs::write_bytes_atomic(npz, &bytes)?;
     let v = json!({"key": key, "npz_sha256": sha256_hex(&bytes), "count": stats.count});
     fs::write_bytes_atomic(side, serde_json::to_string_pretty(&v)?.as_bytes())
 }
@@ -365,7 +370,15 @@ pub fn real_stats(
     let stats = feature_stats(&feats)?;
     info.images_per_second = Some(n as f64 / t0.elapsed().as_secs_f64().max(1e-9));
     if opts.use_cache && stats.is_finite() {
-        write_cache(&npz, &side, &key, &stats)?;
+        if let Err(e) = write_cache(&npz, &side, &key, &stats) {
+            // The statistics are computed: a cache that cannot be written (a full disk, a read-only directory)
+            // costs the next run the time, not this one its result. Neither half of the entry is left behind.
+            let _ = std::fs::remove_file(&npz);
+            let _ = std::fs::remove_file(&side);
+            let why = crate::io::log::error_line(e.as_ref());
+            log::warn!("the real-image statistics were not cached: {why}");
+            info.cache = format!("computed, not cached ({why})");
+        }
     }
     Ok((stats, info))
 }

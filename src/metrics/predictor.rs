@@ -203,7 +203,14 @@ impl FactorPredictor {
         }
         let p = Self::train(dataset, log2, opts, fingerprint, device)?;
         p.warn_poor();
-        p.save(&path)?;
+        if let Err(e) = p.save(&path) {
+            // Trained already: a cache that cannot be written costs the next run the training, not this one its
+            // scores.
+            log::warn!(
+                "the factor predictor was not cached: {}",
+                crate::io::log::error_line(e.as_ref())
+            );
+        }
         Ok(p)
     }
 

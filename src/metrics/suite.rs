@@ -219,6 +219,14 @@ pub fn append_jsonl(path: &Path, value: &Value) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    f.write_all(format!("{value}\n").as_bytes())
-        .with_context(|| format!("cannot append to {}", path.display()))
+    let len = f
+        .metadata()
+        .with_context(|| format!("cannot stat {}", path.display()))?
+        .len();
+    // One write of one whole line; if the disk takes only part of it, the part is cut off again so that the file
+    // keeps whole lines only.
+    f.write_all(format!("{value}\n").as_bytes()).map_err(|e| {
+        let _ = f.set_len(len);
+        anyhow::Error::new(e).context(format!("cannot append to {}", path.display()))
+    })
 }

@@ -34,6 +34,8 @@ pub struct Logged {
     pub path: String,
     /// The request's Range header, verbatim.
     pub range: Option<String>,
+    /// The request's If-Range header, verbatim.
+    pub if_range: Option<String>,
     pub status: u16,
     /// Body bytes the server sends (logged before sending, so a client that has its answer finds it here).
     pub body_sent: u64,
@@ -50,6 +52,12 @@ struct Route {
     ignore_range: bool,
     /// Serve at most this many bytes per ranged (206) response.
     range_chunk: Option<usize>,
+    /// Sent as `ETag` with every 200 and 206 response.
+    etag: Option<String>,
+    /// Sent as `Last-Modified` with every 200 and 206 response.
+    last_modified: Option<String>,
+    /// Serve the range even when the request's `If-Range` names another version (a server that ignores `If-Range`).
+    ignore_if_range: bool,
 }
 
 #[derive(Default)]
@@ -125,6 +133,18 @@ impl TestServer {
         self.route(path, |r| r.range_chunk = chunk);
     }
 
+    /// The validators the server sends for `path` (`ETag`, `Last-Modified`), and against which it checks `If-Range`.
+    pub fn validators(&self, path: &str, etag: Option<&str>, last_modified: Option<&str>) {
+        self.route(path, |r| {
+            r.etag = etag.map(str::to_string);
+            r.last_modified = last_modified.map(str::to_string);
+        });
+    }
+
+    pub fn ignore_if_range(&self, path: &str, ignore: bool) {
+        self.route(path, |r| r.ignore_if_range = ignore);
+    }
+
     /// Every request so far, in arrival order.
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
@@ -180,6 +200,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
         return; // the Drop wake-up, or a client that gave up
     }
     let mut range = None;
+    let mut if_range = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" || line == "\n" {
@@ -188,29 +209,49 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
         if let Some((name, value)) = line.split_once(':') {
             if name.trim().eq_ignore_ascii_case("range") {
                 range = Some(value.trim().to_string());
+            } else if name.trim().eq_ignore_ascii_case("if-range") {
+                if_range = Some(value.trim().to_string());
             }
         }
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("/").to_string();
+    let request = Request {
+        path,
+        range,
+        if_range,
+    };
 
     // Decide the response under the lock, write it outside.
     let (fault, body, status, headers, span) = {
         let mut st = state.lock().unwrap();
-        let Some(route) = st.routes.get_mut(&path) else {
+        let Some(route) = st.routes.get_mut(&request.path) else {
             drop(st);
-            respond_simple(stream, state, path, range, 404);
+            respond_simple(stream, state, request, 404);
             return;
         };
         let fault = route.faults.pop_front().or_else(|| route.always.clone());
         let body = route.body.clone();
         let len = body.len();
-        let ranged = if route.ignore_range || method != "GET" {
+        // RFC 9110 §13.1.5: a range is served only if `If-Range` (when sent) names the current version.
+        let same_version = request.if_range.as_deref().is_none_or(|v| {
+            route.ignore_if_range
+                || route.etag.as_deref() == Some(v)
+                || route.last_modified.as_deref() == Some(v)
+        });
+        let ranged = if route.ignore_range || method != "GET" || !same_version {
             None
         } else {
-            range.as_deref().and_then(|r| parse_range(r, len))
+            request.range.as_deref().and_then(|r| parse_range(r, len))
         };
+        let mut validators = String::new();
+        if let Some(etag) = &route.etag {
+            validators += &format!("ETag: {etag}\r\n");
+        }
+        if let Some(date) = &route.last_modified {
+            validators += &format!("Last-Modified: {date}\r\n");
+        }
         match ranged {
             Some((first, _)) if first >= len => {
                 drop(st);
@@ -219,7 +260,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
                     "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n\
                      Connection: close\r\n\r\n"
                 );
-                log(state, path, range, 416, 0);
+                log(state, request, 416, 0);
                 let _ = stream.write_all(head.as_bytes());
                 return;
             }
@@ -229,13 +270,14 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
                     last = last.min(first + chunk - 1);
                 }
                 let headers = format!(
-                    "Content-Range: bytes {first}-{last}/{len}\r\nContent-Length: {}\r\n",
+                    "Content-Range: bytes {first}-{last}/{len}\r\nContent-Length: {}\r\n{validators}",
                     last + 1 - first
                 );
                 (fault, body, 206, headers, first..last + 1)
             }
             None => {
-                let headers = format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n");
+                let headers =
+                    format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n{validators}");
                 (fault, body, 200, headers, 0..len)
             }
         }
@@ -244,10 +286,10 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
     match fault {
         Some(Fault::Status(code)) => {
             drop(reader);
-            respond_simple(stream, state, path, range, code);
+            respond_simple(stream, state, request, code);
         }
         Some(Fault::Hangup) => {
-            log(state, path, range, 0, 0);
+            log(state, request, 0, 0);
         }
         other => {
             let head = format!(
@@ -260,7 +302,7 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
                 Some(Fault::Stall { after, pause }) => (after.min(payload.len()), Some(pause)),
                 _ => (payload.len(), None),
             };
-            log(state, path, range, status, limit as u64);
+            log(state, request, status, limit as u64);
             if stream.write_all(head.as_bytes()).is_err() {
                 return;
             }
@@ -277,26 +319,28 @@ fn handle(stream: TcpStream, state: &Mutex<State>) {
     }
 }
 
-fn respond_simple(
-    mut stream: TcpStream,
-    state: &Mutex<State>,
+/// The parts of a request that the log keeps.
+struct Request {
     path: String,
     range: Option<String>,
-    code: u16,
-) {
+    if_range: Option<String>,
+}
+
+fn respond_simple(mut stream: TcpStream, state: &Mutex<State>, request: Request, code: u16) {
     let body = format!("status {code}\n");
     let head = format!(
         "HTTP/1.1 {code} Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    log(state, path, range, code, 0);
+    log(state, request, code, 0);
     let _ = stream.write_all(head.as_bytes());
 }
 
-fn log(state: &Mutex<State>, path: String, range: Option<String>, status: u16, body_sent: u64) {
+fn log(state: &Mutex<State>, request: Request, status: u16, body_sent: u64) {
     state.lock().unwrap().log.push(Logged {
-        path,
-        range,
+        path: request.path,
+        range: request.range,
+        if_range: request.if_range,
         status,
         body_sent,
     });

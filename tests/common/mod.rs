@@ -207,3 +207,68 @@ pub fn torn_files_check(dir: &Path) -> Vec<PathBuf> {
     }
     temporaries
 }
+
+/// The project's Python with torch: $HESSIAN_GAN_PYTHON, `.venv/bin/python`, or the venv that `.libtorch` (or
+/// $LIBTORCH) points into (`<venv>/lib/pythonX.Y/site-packages/torch`).
+pub fn venv_python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HESSIAN_GAN_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let direct = root.join(".venv/bin/python");
+    if direct.exists() {
+        return Some(direct);
+    }
+    let mut candidates = vec![root.join(".libtorch")];
+    if let Some(l) = std::env::var_os("LIBTORCH") {
+        candidates.push(PathBuf::from(l));
+    }
+    candidates.into_iter().find_map(|c| {
+        let torch = std::fs::canonicalize(c).ok()?;
+        let py = torch.ancestors().nth(4)?.join("bin/python");
+        py.exists().then_some(py)
+    })
+}
+
+/// Directory with `inception-2015-12-05.pt` and `vgg16.pt` made by tests/fixtures/make_detectors.py, or `None`
+/// (with a message) when no Python with torch is available. They are kept under target/ keyed by the script's
+/// hash, so the (slow) Python start-up runs once per script version.
+pub fn detectors() -> Option<PathBuf> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_detectors.py");
+        let hash = hessian_gan::io::download::sha256_file(&script).unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("detectors-{}", &hash[..12]));
+        let complete = |d: &Path| d.join("inception-2015-12-05.pt").is_file() && d.join("vgg16.pt").is_file();
+        if complete(&dir) {
+            return Some(dir);
+        }
+        let Some(python) = venv_python() else {
+            eprintln!(
+                "SKIPPED: no Python venv with torch (run scripts/setup.sh, or set HESSIAN_GAN_PYTHON); the \
+                 end-to-end metric tests need it to build TorchScript detectors"
+            );
+            return None;
+        };
+        let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&tmp)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        assert!(
+            out.status.success(),
+            "{} {} failed: {}",
+            python.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Another test process may have finished first; either copy is complete.
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        assert!(complete(&dir));
+        Some(dir)
+    })
+    .clone()
+}
