@@ -3,6 +3,7 @@
 //!
 //! May import: `io` (ARCHITECTURE.md).
 
+pub mod cr;
 pub mod device;
 pub mod hessian;
 pub mod latents;

@@ -36,6 +36,7 @@
 
 pub mod discriminator;
 pub mod generator;
+pub mod infogan_cr;
 pub mod layers;
 pub mod tf_compat;
 
