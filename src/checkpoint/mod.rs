@@ -5,6 +5,7 @@
 //! May import: `config`, `metrics`, `data`, `core`, `io` (ARCHITECTURE.md).
 
 pub mod import;
+pub mod infogan_cr;
 pub mod reference;
 pub mod rundir;
 
@@ -15,9 +16,7 @@ use crate::data::LoaderState;
 use crate::io::safetensors;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
@@ -97,19 +96,9 @@ impl Models {
                 out.push((format!("{prefix}/{name}"), t.shallow_clone()));
             }
         }
-        let optimizers = [
-            ("opt_G", &self.opt_g, &self.g_params),
-            ("opt_D", &self.opt_d, &self.d_params),
-        ];
-        for (prefix, opt, p) in optimizers.into_iter().filter(|_| optimizer) {
-            for (name, t) in p.views(&opt.m) {
-                out.push((format!("{prefix}/m/{name}"), t));
-            }
-            for (name, t) in p.views(&opt.v) {
-                out.push((format!("{prefix}/v/{name}"), t));
-            }
-            out.push((format!("{prefix}/step"), opt.step.shallow_clone()));
-            out.push((format!("{prefix}/skipped"), opt.skipped.shallow_clone()));
+        if optimizer {
+            out.extend(optimizer_tensors("opt_G", &self.opt_g, &self.g_params));
+            out.extend(optimizer_tensors("opt_D", &self.opt_d, &self.d_params));
         }
         out
     }
@@ -145,25 +134,71 @@ impl Models {
             ("opt_G", &mut self.opt_g, &self.g_params),
             ("opt_D", &mut self.opt_d, &self.d_params),
         ] {
-            if !tensors.contains_key(&format!("{prefix}/step")) {
-                continue; // an imported checkpoint: fresh optimiser state
-            }
-            for (which, buf) in [("m", &opt.m), ("v", &opt.v)] {
-                for (name, view) in p.views(buf) {
-                    let key = format!("{prefix}/{which}/{name}");
-                    let t = tensors
-                        .get(&key)
-                        .with_context(|| format!("{}: missing {key}", path.display()))?;
-                    view.detach().copy_(t);
-                }
-            }
-            opt.step.copy_(&tensors[&format!("{prefix}/step")]);
-            if let Some(s) = tensors.get(&format!("{prefix}/skipped")) {
-                opt.skipped.copy_(s);
-            }
+            if tensors.contains_key(&format!("{prefix}/step")) {
+                load_optimizer(prefix, opt, p, tensors, path)?;
+            } // else an imported checkpoint: fresh optimiser state
         }
         Ok(())
     }
+}
+
+/// An optimiser's state by name: `<prefix>/{m,v}/<param>`, `<prefix>/step`, `<prefix>/skipped`.
+fn optimizer_tensors(prefix: &str, opt: &Adam, p: &FlatParams) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    for (name, t) in p.views(&opt.m) {
+        out.push((format!("{prefix}/m/{name}"), t));
+    }
+    for (name, t) in p.views(&opt.v) {
+        out.push((format!("{prefix}/v/{name}"), t));
+    }
+    out.push((format!("{prefix}/step"), opt.step.shallow_clone()));
+    out.push((format!("{prefix}/skipped"), opt.skipped.shallow_clone()));
+    out
+}
+
+/// Restores what [`optimizer_tensors`] saved.
+fn load_optimizer(
+    prefix: &str,
+    opt: &mut Adam,
+    p: &FlatParams,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (which, buf) in [("m", &opt.m), ("v", &opt.v)] {
+        for (name, view) in p.views(buf) {
+            let key = format!("{prefix}/{which}/{name}");
+            let t = tensors
+                .get(&key)
+                .with_context(|| format!("{}: missing {key}", path.display()))?;
+            view.detach().copy_(t);
+        }
+    }
+    let step = format!("{prefix}/step");
+    opt.step.copy_(
+        tensors
+            .get(&step)
+            .with_context(|| format!("{}: missing {step}", path.display()))?,
+    );
+    if let Some(s) = tensors.get(&format!("{prefix}/skipped")) {
+        opt.skipped.copy_(s);
+    }
+    Ok(())
+}
+
+/// The tensors and metadata of a snapshot file, checksum verified; a damaged file's error names the newest good
+/// snapshot of its run.
+fn read_snapshot_file(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    safetensors::load(path).map_err(|e| {
+        // Point at the snapshot to use instead, in the same one-line message.
+        match rundir::newest_good_sibling(path) {
+            Some(good) => anyhow::anyhow!(
+                "{e:#}; the newest good snapshot of this run is {} (resume with --resume {0})",
+                good.display()
+            ),
+            None => e,
+        }
+    })
 }
 
 /// Snapshot metadata keys.
@@ -200,16 +235,12 @@ pub struct LoadedSnapshot {
 }
 
 pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
-    let (tensors, meta) = safetensors::load(path).map_err(|e| {
-        // Point at the snapshot to use instead, in the same one-line message.
-        match rundir::newest_good_sibling(path) {
-            Some(good) => anyhow::anyhow!(
-                "{e:#}; the newest good snapshot of this run is {} (resume with --resume {0})",
-                good.display()
-            ),
-            None => e,
-        }
-    })?;
+    let (tensors, meta) = read_snapshot_file(path)?;
+    ensure!(
+        meta.get("format").map(String::as_str) != Some(infogan_cr::META_FORMAT),
+        "{} is an InfoGAN-CR snapshot, not a ProGAN one; this command does not read InfoGAN-CR models yet",
+        path.display()
+    );
     ensure!(
         meta.get("format").map(String::as_str) == Some(META_FORMAT),
         "{} is not a hessian-gan snapshot (no format tag)",
@@ -239,26 +270,9 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
 
 /// The training configuration stored in a snapshot's header (without reading its tensors).
 pub fn snapshot_config(path: &Path) -> Result<TrainConfig> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .with_context(|| format!("{} is not a snapshot (too short)", path.display()))?;
-    let n = u64::from_le_bytes(len);
-    ensure!(
-        n < 100 << 20,
-        "{} is not a snapshot (header of {n} bytes)",
-        path.display()
-    );
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)
-        .with_context(|| format!("{} is truncated", path.display()))?;
-    let v: Value = serde_json::from_slice(&header)
-        .with_context(|| format!("{} has a corrupt header", path.display()))?;
-    let cfg = v
-        .get("__metadata__")
-        .and_then(|m| m.get("config"))
-        .and_then(Value::as_str)
+    let meta = safetensors::read_metadata(path)?;
+    let cfg = meta
+        .get("config")
         .with_context(|| format!("{} holds no training configuration", path.display()))?;
     serde_json::from_str(cfg)
         .with_context(|| format!("{}: unreadable training configuration", path.display()))

@@ -59,19 +59,32 @@ pub fn find_snapshot(run_dir: &Path, which: &str) -> Result<PathBuf> {
             snaps.len()
         );
     }
-    let kimg: u64 = which.parse().map_err(|_| {
-        anyhow::anyhow!("--resume-snapshot '{which}' must be 'latest' or a kimg number")
+    let number: u64 = which.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--resume-snapshot '{which}' must be 'latest' or a snapshot number (kimg for ProGAN runs, iterations \
+             for InfoGAN-CR runs)"
+        )
     })?;
-    let name = format!("network-snapshot-{kimg:06}.safetensors");
     snaps
         .into_iter()
-        .find(|p| p.file_name().is_some_and(|n| n == name.as_str()))
+        .find(|p| snapshot_number(p) == Some(number))
         .with_context(|| {
             format!(
-                "{} has no snapshot at {kimg} kimg ({name})",
+                "{} has no snapshot numbered {number} (network-snapshot-{number:06}.safetensors for ProGAN, \
+                 network-snapshot-{number:09}.safetensors for InfoGAN-CR)",
                 run_dir.display()
             )
         })
+}
+
+/// The number in a snapshot's name: kimg for ProGAN (`network-snapshot-000120`), completed iterations for
+/// InfoGAN-CR (`network-snapshot-000016128`).
+pub fn snapshot_number(path: &Path) -> Option<u64> {
+    path.file_stem()?
+        .to_str()?
+        .strip_prefix("network-snapshot-")?
+        .parse()
+        .ok()
 }
 
 /// `results/{1 + largest run number:05}-{desc}` (docs/spec/progan_hp.md §2.7).

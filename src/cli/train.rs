@@ -15,6 +15,14 @@ pub struct TrainArgs {
     /// A preset, e.g. configs/clevr_simple_hp.json; any setting below may come from it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The model: progan (ProGAN with the Hessian Penalty or InfoGAN; the default) or infogan-cr (InfoGAN-CR's own
+    /// recipe, e.g. with --config configs/infogan_cr_dsprites.json). A preset or a resumed snapshot may set it.
+    #[arg(long, value_parser = ["progan", "infogan-cr"])]
+    pub model: Option<String>,
+    /// Any setting by its configuration name, e.g. --set iterations=5000 --set cr_coe_increase=2 (JSON values;
+    /// repeatable). The flags below win over --set.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, Value)>,
     /// Print the resolved configuration and the network summary, then exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -114,6 +122,19 @@ pub struct TrainArgs {
     pub precision: Option<PrecisionArg>,
 }
 
+fn parse_setting(s: &str) -> std::result::Result<(String, Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE (e.g. iterations=5000)"))?;
+    let k = k.trim().replace('-', "_");
+    if k.is_empty() {
+        return Err(format!("'{s}': empty setting name"));
+    }
+    // A JSON value (number, true/false, list, object), else the text as a string.
+    let v = serde_json::from_str(v.trim()).unwrap_or_else(|_| Value::String(v.trim().to_string()));
+    Ok((k, v))
+}
+
 fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
     let (r, b) = s
         .split_once('=')
@@ -132,7 +153,7 @@ fn parse_res_batch(s: &str) -> std::result::Result<(i64, i64), String> {
 impl TrainArgs {
     /// The flags that were given, as JSON fields named like `TrainConfig`'s.
     pub fn overrides(&self) -> Map<String, Value> {
-        let mut m = Map::new();
+        let mut m: Map<String, Value> = self.set.iter().cloned().collect();
         macro_rules! put {
             ($($field:ident),*) => {$(
                 if let Some(v) = &self.$field {
@@ -141,6 +162,7 @@ impl TrainArgs {
             )*};
         }
         put!(
+            model,
             dataset,
             resolution,
             nz,

@@ -1,13 +1,17 @@
 //! `hessian-gan train`: the configuration (defaults < snapshot being resumed < preset < command line), the
-//! dataset, the run directory, then the trainer (docs/spec/progan_hp.md §2, §4.1).
+//! dataset, the run directory, then the trainer (docs/spec/progan_hp.md §2, §4.1). `--model infogan-cr` (or a preset
+//! or resumed snapshot of that model) trains InfoGAN-CR instead (docs/spec/geometry_infogancr.md §B.1).
 
-use crate::checkpoint::{find_snapshot, load_snapshot, next_run_dir, run_dir_of};
+use crate::checkpoint::{find_snapshot, infogan_cr, load_snapshot, next_run_dir, run_dir_of};
 use crate::commands::Globals;
+use crate::config::infogan_cr::{is_cr_config, CrConfig, MODEL as CR_MODEL};
 use crate::config::TrainConfig;
 use crate::core::networks;
+use crate::core::networks::infogan_cr::parameter_counts;
 use crate::core::schedule::ScheduleConfig;
 use crate::data::{locate, Dataset};
 use crate::io::fs;
+use crate::training::infogan_cr::CrTrainer;
 use crate::training::Trainer;
 use anyhow::{ensure, Context, Result};
 use serde_json::{Map, Value};
@@ -43,12 +47,62 @@ pub enum TrainOutcome {
     Trained { run_dir: PathBuf },
 }
 
+/// The settings of a preset file as JSON (Null when there is none or it is unreadable: resolving reports that).
+fn preset_json(request: &TrainRequest) -> Value {
+    request
+        .config
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Which model `request` trains: `--model` (`progan` or `infogan-cr`), else the preset's `model`, else the model
+/// of the snapshot being resumed, else ProGAN. Returns whether it is InfoGAN-CR.
+fn is_infogan_cr(request: &TrainRequest) -> Result<bool> {
+    let preset = preset_json(request);
+    let named = request
+        .overrides
+        .get("model")
+        .or_else(|| preset.get("model"))
+        .and_then(Value::as_str);
+    match named {
+        Some(CR_MODEL) => return Ok(true),
+        Some("progan") => return Ok(false),
+        Some(other) => anyhow::bail!("--model {other}: expected progan or {CR_MODEL}"),
+        None => {}
+    }
+    let run_config = |dir: &std::path::Path| -> bool {
+        std::fs::read_to_string(dir.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| is_cr_config(&v))
+    };
+    Ok(match (&request.resume, request.resume_exp) {
+        (Some(path), _) => infogan_cr::is_cr_snapshot(path),
+        (None, Some(exp)) => {
+            let results = request
+                .overrides
+                .get("results_dir")
+                .or_else(|| preset.get("results_dir"))
+                .and_then(Value::as_str)
+                .map_or_else(|| TrainConfig::default().results_dir, PathBuf::from);
+            run_dir_of(&results, exp).is_ok_and(|d| run_config(&d))
+        }
+        (None, None) => false,
+    })
+}
+
 /// The configuration `request` resolves to, and the snapshot it resumes from.
 pub fn resolve(
     globals: &Globals,
     request: &TrainRequest,
 ) -> Result<(TrainConfig, Option<crate::checkpoint::LoadedSnapshot>)> {
     let preset = request.config.as_deref();
+    let mut request = request.clone();
+    // `--model progan` names the default model; TrainConfig has no such field.
+    request.overrides.remove("model");
+    let request = &request;
     let resume_path = match (&request.resume, request.resume_exp) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(exp)) => {
@@ -75,6 +129,9 @@ pub fn resolve(
 
 /// Entry point of `hessian-gan train`.
 pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
+    if is_infogan_cr(request)? {
+        return run_infogan_cr(globals, request);
+    }
     let (mut cfg, resumed) = resolve(globals, request)?;
     let device = globals.device.resolve()?;
     if request.dry_run {
@@ -107,9 +164,21 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         );
     }
     cfg.num_channels = meta.channels as i64;
-    // Runs killed while writing leave temporaries (`.<name>.partial-<pid>`) in their run directories: reclaim the
-    // space. Snapshot listings ignore them anyway.
-    if let Ok(runs) = std::fs::read_dir(&cfg.results_dir) {
+    let run_dir = new_run_dir(&cfg.results_dir, &cfg.run_description(), &cfg)?;
+    let mut trainer = Trainer::new(cfg, device, dataset, run_dir.clone(), resumed)?;
+    trainer.train()?;
+    Ok(TrainOutcome::Trained { run_dir })
+}
+
+/// A fresh run directory `results/NNNNN-<description>` holding `config.json`. Runs killed while writing leave
+/// temporaries (`.<name>.partial-<pid>`) in their run directories: their space is reclaimed first (snapshot listings
+/// ignore them anyway).
+fn new_run_dir(
+    results_dir: &std::path::Path,
+    description: &str,
+    cfg: &impl serde::Serialize,
+) -> Result<PathBuf> {
+    if let Ok(runs) = std::fs::read_dir(results_dir) {
         let n: usize = runs
             .flatten()
             .filter(|e| e.path().is_dir())
@@ -118,19 +187,98 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         if n > 0 {
             log::info!(
                 "removed {n} temporary file(s) of interrupted writes under {}",
-                cfg.results_dir.display()
+                results_dir.display()
             );
         }
     }
-
-    let run_dir = next_run_dir(&cfg.results_dir, &cfg.run_description())?;
+    let run_dir = next_run_dir(results_dir, description)?;
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     fs::write_bytes_atomic(
         &run_dir.join("config.json"),
-        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+        serde_json::to_string_pretty(cfg)?.as_bytes(),
     )?;
-    let mut trainer = Trainer::new(cfg, device, dataset, run_dir.clone(), resumed)?;
+    Ok(run_dir)
+}
+
+/// `train` for InfoGAN-CR: the same resolution order and run directory conventions as ProGAN's.
+fn run_infogan_cr(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
+    let preset = request.config.as_deref();
+    let mut overrides = request.overrides.clone();
+    if let Some(seed) = globals.seed {
+        overrides.insert("seed".into(), serde_json::json!(seed));
+    }
+    let resume_path = match (&request.resume, request.resume_exp) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(exp)) => {
+            let prelim = CrConfig::resolve(CrConfig::default(), preset, overrides.clone());
+            let results_dir =
+                prelim.map_or_else(|_| CrConfig::default().results_dir, |c| c.results_dir);
+            Some(find_snapshot(
+                &run_dir_of(&results_dir, exp)?,
+                &request.resume_snapshot,
+            )?)
+        }
+        (None, None) => None,
+    };
+    let resumed = resume_path
+        .as_deref()
+        .map(infogan_cr::load_snapshot)
+        .transpose()?;
+    let base = resumed
+        .as_ref()
+        .map_or_else(CrConfig::default, |s| s.config.clone());
+    let mut cfg = CrConfig::resolve(base, preset, overrides)?;
+    if request.dry_run {
+        let (g, d, h) = parameter_counts(&cfg.net());
+        let mut schedule = String::from("schedule (iteration → cr_coe, gap):\n");
+        schedule.push_str(&format!(
+            "  {:>9}  cr_coe {}  gap {}\n",
+            0,
+            cfg.schedule().cr_coe(0),
+            cfg.schedule().gap(0)
+        ));
+        for e in cfg.schedule().events(cfg.iterations) {
+            schedule.push_str(&format!(
+                "  {:>9}  cr_coe {}  gap {}  ({})\n",
+                e.iteration, e.cr_coe, e.gap, e.what
+            ));
+        }
+        return Ok(TrainOutcome::DryRun {
+            config: serde_json::to_string_pretty(&cfg)?,
+            networks: format!(
+                "InfoGAN-CR at {}²: G {g} parameters, D/Q {d}, H {h}\n",
+                cfg.resolution
+            ),
+            schedule,
+        });
+    }
+    let dataset_dir = locate::locate(&cfg.dataset, &cfg.datasets_dir, globals.base_url.as_deref())?;
+    let dataset = Arc::new(Dataset::open(&dataset_dir)?);
+    let meta = dataset.meta();
+    dataset.level(cfg.resolution.trailing_zeros()).with_context(|| {
+        format!(
+            "dataset {} has no {}² level; rebuild it with --resolution {} or train at its resolution",
+            dataset_dir.display(),
+            cfg.resolution,
+            cfg.resolution
+        )
+    })?;
+    if let Some(snap) = &resumed {
+        ensure!(
+            meta.channels as i64 == snap.config.channels,
+            "dataset {} has {} channel(s) but {} was trained on {}: resume on its dataset",
+            dataset_dir.display(),
+            meta.channels,
+            snap.path.display(),
+            snap.config.channels
+        );
+    }
+    cfg.channels = meta.channels as i64;
+    cfg.validate()?;
+    let device = globals.device.resolve()?;
+    let run_dir = new_run_dir(&cfg.results_dir, &cfg.description(), &cfg)?;
+    let mut trainer = CrTrainer::new(cfg, device, dataset, run_dir.clone(), resumed)?;
     trainer.train()?;
     Ok(TrainOutcome::Trained { run_dir })
 }

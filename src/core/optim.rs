@@ -21,10 +21,15 @@ pub struct FlatParams {
 }
 
 impl FlatParams {
-    /// Moves every variable of `vs` into one buffer (values unchanged) and re-points the variables at views of it.
+    /// Moves every trainable variable of `vs` into one buffer (values unchanged) and re-points the variables at views
+    /// of it. Non-trainable variables (batch-norm running averages, spectral-norm vectors) stay where they are.
     pub fn new(vs: &VarStore) -> Self {
         let _guard = tch::no_grad_guard();
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
         let flat = Tensor::zeros([total], (Kind::Float, vs.device()));

@@ -53,6 +53,35 @@ impl View for &HostTensor {
     }
 }
 
+/// The string metadata of the file at `path`, reading only its header (not verified: [`verify`] reads it all).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .with_context(|| format!("{} is not a snapshot (too short)", path.display()))?;
+    let n = u64::from_le_bytes(len);
+    ensure!(
+        n < 100 << 20,
+        "{} is not a snapshot (header of {n} bytes)",
+        path.display()
+    );
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("{} is truncated", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{} has a corrupt header", path.display()))?;
+    Ok(v.get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Writes `tensors` (any float kind, any device; stored as float32) and `metadata` to `path` atomically.
 pub fn save(
     path: &Path,

@@ -7,6 +7,7 @@
 //!
 //! May import: `checkpoint`, `config`, `metrics`, `data`, `core`, `io` (ARCHITECTURE.md).
 
+pub mod infogan_cr;
 pub mod loss;
 pub mod report;
 pub mod steps;

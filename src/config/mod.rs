@@ -1,6 +1,8 @@
 //! The training configuration: defaults (the reference's train.py, docs/spec/progan_hp.md §4.1, §2.1), presets
 //! (`--config configs/NAME.json`) and command-line flags, resolved in that order (the command line wins).
 
+pub mod infogan_cr;
+
 use crate::core::networks::NetConfig;
 use crate::core::schedule::ScheduleConfig;
 use anyhow::{bail, ensure, Context, Result};
@@ -8,6 +10,51 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// `base` overlaid with the preset file's settings (keys starting with `_` are comments) and then with `cli`'s: the
+/// resolution order of every model's configuration. Unknown keys are errors naming the file or the setting; `what`
+/// names the kind of settings in messages ("training", "InfoGAN-CR").
+pub fn merge<T: Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    preset: Option<&Path>,
+    cli: Map<String, Value>,
+    what: &str,
+) -> Result<T> {
+    let mut merged = match serde_json::to_value(base)? {
+        Value::Object(m) => m,
+        _ => unreachable!("a struct serialises to an object"),
+    };
+    if let Some(path) = preset {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --config {}", path.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("--config {} is not valid JSON", path.display()))?;
+        let Value::Object(obj) = value else {
+            bail!(
+                "--config {} must hold a JSON object of {what} settings",
+                path.display()
+            );
+        };
+        for (k, v) in obj {
+            if k.starts_with('_') {
+                continue; // comments such as "_about"
+            }
+            ensure!(
+                merged.contains_key(&k),
+                "--config {}: unknown {what} setting '{k}' (valid: {})",
+                path.display(),
+                merged.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            merged.insert(k, v);
+        }
+    }
+    for (k, v) in cli {
+        ensure!(merged.contains_key(&k), "unknown {what} setting '{k}'");
+        merged.insert(k, v);
+    }
+    serde_json::from_value(Value::Object(merged))
+        .map_err(|e| anyhow::anyhow!("invalid {what} setting: {e}"))
+}
 
 /// Every setting of a training run. Saved as `config.json` in the run directory and inside every snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,40 +158,7 @@ impl TrainConfig {
     /// `base` (the defaults, or a resumed snapshot's config), then the preset file (if any), then the flags given on
     /// the command line (as a JSON object of the same field names). Unknown keys are errors naming the file or flag.
     pub fn resolve(base: Self, preset: Option<&Path>, cli: Map<String, Value>) -> Result<Self> {
-        let mut merged = match serde_json::to_value(base)? {
-            Value::Object(m) => m,
-            _ => unreachable!("a struct serialises to an object"),
-        };
-        if let Some(path) = preset {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --config {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text)
-                .with_context(|| format!("--config {} is not valid JSON", path.display()))?;
-            let Value::Object(obj) = value else {
-                bail!(
-                    "--config {} must hold a JSON object of training settings",
-                    path.display()
-                );
-            };
-            for (k, v) in obj {
-                if k.starts_with('_') {
-                    continue; // comments such as "_about"
-                }
-                ensure!(
-                    merged.contains_key(&k),
-                    "--config {}: unknown setting '{k}' (valid: {})",
-                    path.display(),
-                    merged.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-                merged.insert(k, v);
-            }
-        }
-        for (k, v) in cli {
-            ensure!(merged.contains_key(&k), "unknown training setting '{k}'");
-            merged.insert(k, v);
-        }
-        let cfg: Self = serde_json::from_value(Value::Object(merged))
-            .map_err(|e| anyhow::anyhow!("invalid training setting: {e}"))?;
+        let cfg: Self = merge(&base, preset, cli, "training")?;
         cfg.validate()?;
         Ok(cfg)
     }
