@@ -459,7 +459,7 @@ pub fn explicitness(codes: ArrayView2<f64>, ids: &[Vec<usize>]) -> Result<f64> {
     Ok(mean(&per_factor))
 }
 
-fn standardise(a: ArrayView2<f64>) -> Array2<f64> {
+pub fn standardise(a: ArrayView2<f64>) -> Array2<f64> {
     let mut out = a.to_owned();
     for mut col in out.axis_iter_mut(Axis(1)) {
         let n = col.len() as f64;
@@ -494,21 +494,30 @@ pub fn dci_lasso(
     factors: ArrayView2<f64>,
     alpha: f64,
 ) -> Result<(f64, f64, Array2<f64>)> {
-    let (x, y) = (standardise(codes), standardise(factors));
-    let (d, k) = (codes.ncols(), factors.ncols());
-    let mut r = Array2::zeros((d, k));
-    for j in 0..k {
-        let dataset = Dataset::new(x.clone(), y.column(j).to_owned());
+    let r = lasso_importance(
+        standardise(codes).view(),
+        standardise(factors).view(),
+        alpha,
+    )?;
+    let (disent, complete) = dci_from_importance(&r);
+    Ok((disent, complete, r))
+}
+
+/// `|coef|` `[inputs, targets]` of one `Lasso(alpha)` per target column of `y` on the inputs `x` (scikit-learn's
+/// multi-target Lasso fits the targets independently, as here).
+pub fn lasso_importance(x: ArrayView2<f64>, y: ArrayView2<f64>, alpha: f64) -> Result<Array2<f64>> {
+    let mut r = Array2::zeros((x.ncols(), y.ncols()));
+    for j in 0..y.ncols() {
+        let dataset = Dataset::new(x.to_owned(), y.column(j).to_owned());
         let model = ElasticNet::<f64>::lasso()
             .penalty(alpha)
             .max_iterations(1000)
             .tolerance(1e-4)
             .fit(&dataset)
-            .with_context(|| format!("Lasso for factor {j}"))?;
+            .with_context(|| format!("Lasso for target {j}"))?;
         r.column_mut(j).assign(&model.hyperplane().mapv(f64::abs));
     }
-    let (disent, complete) = dci_from_importance(&r);
-    Ok((disent, complete, r))
+    Ok(r)
 }
 
 /// DCI with random-forest importances (MDI, `metrics::forest`) of trees of depth `max_depth`: as [`dci_lasso`]

@@ -12,6 +12,7 @@ pub mod fid;
 pub mod forest;
 pub mod ppl;
 pub mod predictor;
+pub mod selection;
 pub mod suite;
 
 use crate::core::rng::Rng;
