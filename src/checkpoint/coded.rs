@@ -67,13 +67,15 @@ impl CodedModel {
             vs.freeze();
             let _guard = tch::no_grad_guard();
             for (name, mut var) in vs.variables() {
+                // `G.dense0.weight` here is `G/dense0.weight` in the snapshot.
+                let key = name.replacen('.', "/", 1);
                 let t = snap
                     .tensors
-                    .get(&name)
-                    .with_context(|| format!("{}: missing {name}", path.display()))?;
+                    .get(&key)
+                    .with_context(|| format!("{}: missing {key}", path.display()))?;
                 anyhow::ensure!(
                     t.size() == var.size(),
-                    "{}: {name} has shape {:?}, expected {:?}",
+                    "{}: {key} has shape {:?}, expected {:?}",
                     path.display(),
                     t.size(),
                     var.size()

@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod evaluate;
 pub mod figures;
 pub mod score;
+pub mod select;
 pub mod train;
 pub mod values;
 pub mod visualize;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Disentanglement against ground-truth factors: FactorVAE, BetaVAE, SAP, MIG, modularity, explicitness,
     /// DCI and dHSIC of given codes.
     Score(Box<score::ScoreArgs>),
+    /// Unsupervised model selection among runs of one configuration: ModelCentrality (InfoGAN-CR's) and UDR
+    /// (Lasso, Spearman), with each run's ground-truth scores and each selector's regret where the data has factors.
+    Select(Box<select::SelectArgs>),
     /// Summarise a study (scripts/study.sh): per dataset, each arm's last score tick as mean ± std over seeds,
     /// every measure against kimg, traversal stills; study.md, study.json and plots.
     Report {
@@ -189,6 +193,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let json = args.json;
             let reports = commands::score::run(&globals, &(*args).into())?;
             score::print(&reports, json)?;
+        }
+        Command::Select(args) => {
+            let report = commands::select::run(&globals, &(&*args).into())?;
+            select::print(&report, args.json)?;
         }
         Command::Report {
             manifest,

@@ -9,6 +9,7 @@ pub mod figures;
 pub mod info;
 pub mod report;
 pub mod score;
+pub mod select;
 pub mod train;
 pub mod visualize;
 
