@@ -260,7 +260,8 @@ pub fn run(globals: &Globals, opts: &SelectOptions) -> Result<SelectReport> {
     // 1–2. Probe sets and the cross-evaluation.
     let mut cross = Array2::zeros((m, m));
     for (j, model) in models.iter().enumerate() {
-        tch::manual_seed(rng::derive_seed(seed, &[0x5e1ec7, j as u64]) as i64 >> 1);
+        // The same draws for every model (common random numbers): identical models get identical probe sets.
+        tch::manual_seed((rng::derive_seed(seed, &[0x5e1ec7]) >> 1) as i64);
         let mut groups: Vec<Groups> = (0..m)
             .map(|_| Groups {
                 codes: Vec::new(),
