@@ -175,8 +175,10 @@ impl CrTrainer {
         let mut since_score = 0u64;
         while self.state.iteration < self.cfg.iterations {
             let t = self.state.iteration;
-            if self.schedule.first_increase() == Some(t) && t > 0 {
-                // The "InfoGAN (modified)" baseline: the run just before CR starts.
+            let baseline = self.run_dir.join(snapshot_name(t));
+            if self.schedule.first_increase() == Some(t) && t > 0 && !baseline.exists() {
+                // The "InfoGAN (modified)" baseline: the run just before CR starts (unless a regular snapshot of
+                // this iteration is already there).
                 self.save()?;
             }
             self.iteration()?;
