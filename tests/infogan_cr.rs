@@ -253,3 +253,55 @@ fn the_train_command_runs_infogan_cr_and_names_bad_settings() {
     assert!(format!("{err:#}").contains("--model vae"), "{err:#}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn the_progan_trainer_takes_cr_resumes_it_exactly_and_restarts_h_when_it_turns_on() {
+    use hessian_gan::io::safetensors;
+    let _guard = common::lock();
+    let root = common::scratch("progan-cr");
+    common::tiny_dataset(&root);
+    // CR on 3 codes from 1 kimg, with a gap until 1.5 kimg; 2 kimg in all, a snapshot every kimg.
+    let tiny = common::TinyRun::new(&root).with(json!({
+        "hp_lambda": 0.0,
+        "cr_lambda": 1.0,
+        "cr_start_kimg": 1.0,
+        "cr_gap": 0.5,
+        "cr_gap_end_kimg": 1.5,
+    }));
+    let cfg = tiny.config();
+    assert_eq!(cfg.cr_code_count(), 3, "all of nz without InfoGAN");
+    assert_eq!(cfg.run_description(), "progan_tiny_nz-3_cr-1");
+    assert_eq!(
+        [0, 999, 1000, 1499, 1500].map(|n| cfg.cr_weight_and_gap(n)),
+        [(0.0, 0.5), (0.0, 0.5), (1.0, 0.5), (1.0, 0.5), (1.0, 0.0)]
+    );
+    let run_a = tiny.train();
+    let log = std::fs::read_to_string(run_a.join("log.txt")).unwrap();
+    assert!(log.contains("H re-initialised"), "{log}");
+    assert!(common::events_text(&run_a).contains("Loss/CR"));
+    let last = run_a.join("network-snapshot-000002.safetensors");
+    let (a, _) = safetensors::load(&last).unwrap();
+    assert!(a.keys().any(|k| k.starts_with("H/")) && a.contains_key("opt_H/step"));
+    // H restarted at 1 kimg (CR on) and at 1.5 kimg (gap ends): its Adam counts the steps since the last restart,
+    // one per iteration of 8 images: about 500/8, not the 1000/8 since 1 kimg (the loop ends on a group of 4).
+    let steps_since = a["opt_H/step"].double_value(&[]);
+    assert!((60.0..=68.0).contains(&steps_since), "{steps_since}");
+    // Resumed from 1 kimg, the run reaches the same tensors, H and its Adam included.
+    let mut args = tiny.request();
+    args.resume_exp = Some(0);
+    args.resume_snapshot = "1".into();
+    let run_b = tiny.train_with(args);
+    let (b, _) = safetensors::load(&run_b.join("network-snapshot-000002.safetensors")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (name, ta) in &a {
+        assert!(ta.equal(&b[name]), "{name} differs after resume");
+    }
+    // Without CR there is no H.
+    let plain = common::TinyRun::new(&root).with(json!({"hp_lambda": 0.0, "total_kimg": 1}));
+    let run_c = plain.train();
+    let (c, _) = safetensors::load(&run_c.join("network-snapshot-000001.safetensors")).unwrap();
+    assert!(!c
+        .keys()
+        .any(|k| k.starts_with("H/") || k.starts_with("opt_H")));
+    std::fs::remove_dir_all(&root).unwrap();
+}

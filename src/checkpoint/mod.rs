@@ -36,6 +36,9 @@ pub struct TrainState {
     pub loader: LoaderState,
     /// Where the HP ramp starts after a fine-tune shift (docs/spec/progan_hp.md §2.6), in kimg.
     pub hp_start_kimg: f64,
+    /// The CR phase H was last (re)started for (`TrainConfig::cr_phase`); absent in older snapshots.
+    #[serde(default)]
+    pub cr_phase: Option<u32>,
 }
 
 /// The networks, their flat parameter buffers and optimisers.
@@ -51,6 +54,48 @@ pub struct Models {
     pub gs_params: FlatParams,
     pub opt_g: Adam,
     pub opt_d: Adam,
+    /// The contrastive discriminator H when `cr_lambda > 0`.
+    pub h: Option<CrJudgeNet>,
+}
+
+/// H of the contrastive regulariser on the ProGAN trainer: our D's architecture on two images stacked on the channel
+/// axis, its Q head (one logit per code) as the output; D's score head is built but unused.
+pub struct CrJudgeNet {
+    pub vs: nn::VarStore,
+    pub net: Discriminator,
+    pub params: FlatParams,
+    pub opt: Adam,
+}
+
+impl CrJudgeNet {
+    pub fn new(cfg: &TrainConfig, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let net = Discriminator::new(&vs.root(), &cfg.cr_judge_net());
+        let params = FlatParams::new(&vs);
+        let opt = Adam::new(&params, cfg.learning_rate);
+        CrJudgeNet {
+            vs,
+            net,
+            params,
+            opt,
+        }
+    }
+
+    /// New weights from libtorch's generator and a fresh Adam state.
+    pub fn restart(&mut self, cfg: &TrainConfig) {
+        let fresh = CrJudgeNet::new(cfg, self.vs.device());
+        let _guard = tch::no_grad_guard();
+        let _ = self.params.flat.shallow_clone().copy_(&fresh.params.flat);
+        self.opt.reset();
+    }
+
+    /// Logits `[N, codes]` of the pairs `(a[n], b[n])`.
+    pub fn forward(&self, a: &Tensor, b: &Tensor, lod: f64, chunks: i64) -> Tensor {
+        self.net
+            .forward(&Tensor::cat(&[a, b], 1), lod, chunks)
+            .1
+            .expect("H has a code head")
+    }
 }
 
 impl Models {
@@ -69,7 +114,9 @@ impl Models {
         gs_params.copy_from(&g_params)?;
         let opt_g = Adam::new(&g_params, cfg.learning_rate);
         let opt_d = Adam::new(&d_params, cfg.learning_rate);
+        let h = (cfg.cr_lambda > 0.0).then(|| CrJudgeNet::new(cfg, device));
         Ok(Self {
+            h,
             g_vs,
             g,
             g_params,
@@ -97,9 +144,17 @@ impl Models {
                 out.push((format!("{prefix}/{name}"), t.shallow_clone()));
             }
         }
+        if let Some(h) = &self.h {
+            for (name, t) in h.params.names.iter().zip(&h.params.params) {
+                out.push((format!("H/{name}"), t.shallow_clone()));
+            }
+        }
         if optimizer {
             out.extend(optimizer_tensors("opt_G", &self.opt_g, &self.g_params));
             out.extend(optimizer_tensors("opt_D", &self.opt_d, &self.d_params));
+            if let Some(h) = &self.h {
+                out.extend(optimizer_tensors("opt_H", &h.opt, &h.params));
+            }
         }
         out
     }
@@ -138,6 +193,28 @@ impl Models {
             if tensors.contains_key(&format!("{prefix}/step")) {
                 load_optimizer(prefix, opt, p, tensors, path)?;
             } // else an imported checkpoint: fresh optimiser state
+        }
+        // H, when this run has one and the snapshot too (a run that turns CR on starts H fresh).
+        if let Some(h) = &mut self.h {
+            if tensors.keys().any(|k| k.starts_with("H/")) {
+                for (name, var) in h.params.names.iter().zip(&h.params.params) {
+                    let key = format!("H/{name}");
+                    let t = tensors
+                        .get(&key)
+                        .with_context(|| format!("{}: missing {key}", path.display()))?;
+                    ensure!(
+                        t.size() == var.size(),
+                        "{}: {key} has shape {:?}, H expects {:?} (different --cr-codes?)",
+                        path.display(),
+                        t.size(),
+                        var.size()
+                    );
+                    var.detach().copy_(t);
+                }
+                if tensors.contains_key("opt_H/step") {
+                    load_optimizer("opt_H", &mut h.opt, &h.params, tensors, path)?;
+                }
+            }
         }
         Ok(())
     }

@@ -68,6 +68,22 @@ pub struct TrainArgs {
     /// Number of leading z components regularised by InfoGAN.
     #[arg(long, alias = "infogan_nz")]
     pub infogan_nz: Option<i64>,
+    /// InfoGAN-CR's contrastive regulariser on this trainer: the weight of H's cross-entropy in G's loss (0 = off).
+    /// H (our D on image pairs) learns which code two images share; see docs/spec/geometry_infogancr.md §B.1.
+    #[arg(long, alias = "cr_lambda")]
+    pub cr_lambda: Option<f64>,
+    /// The CR weight applies from this kimg on (H trains from the start and restarts here).
+    #[arg(long, alias = "cr_start_kimg")]
+    pub cr_start_kimg: Option<f64>,
+    /// The other codes of a CR pair are at least this far apart (until --cr-gap-end-kimg).
+    #[arg(long, alias = "cr_gap")]
+    pub cr_gap: Option<f64>,
+    /// The gap ends (becomes 0, H restarts) at this kimg; 0 = never.
+    #[arg(long, alias = "cr_gap_end_kimg")]
+    pub cr_gap_end_kimg: Option<f64>,
+    /// Leading z components a CR pair can share (default: --infogan-nz when InfoGAN is on, else --nz).
+    #[arg(long, alias = "cr_codes")]
+    pub cr_codes: Option<i64>,
     /// Virtual GPUs: total batch = 4-GPU table × num_gpus/4, processed as num_gpus chunks (1, 2, 4 or 8).
     #[arg(long, alias = "num_gpus")]
     pub num_gpus: Option<i64>,
@@ -175,6 +191,11 @@ impl TrainArgs {
             hp_start_kimg,
             infogan_lambda,
             infogan_nz,
+            cr_lambda,
+            cr_start_kimg,
+            cr_gap,
+            cr_gap_end_kimg,
+            cr_codes,
             num_gpus,
             compute_interp_ticks,
             compute_metrics_ticks,

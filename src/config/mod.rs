@@ -86,6 +86,19 @@ pub struct TrainConfig {
     /// Ticks between encoder-free disentanglement scores (on snapshot ticks; 0 = never). Needs a dataset with
     /// factors; the factor predictor is cached in `metrics_options.cache_dir`.
     pub score_ticks: i64,
+    /// InfoGAN-CR's contrastive regulariser on this trainer (docs/spec/geometry_infogancr.md §B.1): the weight of
+    /// H's cross-entropy in G's loss from `cr_start_kimg` on (0 = off; no H is built). H, our D's architecture on
+    /// image pairs stacked on the channel axis with a `cr_codes`-way head, trains every iteration and restarts
+    /// (weights and Adam state) when the weight turns on and when the gap ends.
+    pub cr_lambda: f64,
+    pub cr_start_kimg: f64,
+    /// The other codes of a pair are at least this far apart until `cr_gap_end_kimg` (0 = the gap never ends).
+    pub cr_gap: f64,
+    pub cr_gap_end_kimg: f64,
+    /// Leading z components a pair can share (0 = infogan_nz when InfoGAN is on, else nz).
+    pub cr_codes: i64,
+    /// Both images of a pair share the components after the codes (the reference's code does).
+    pub cr_share_noise: bool,
     /// (z, factor) pairs and FactorVAE groups of 100 of those scores.
     pub score_samples: usize,
     pub score_groups: usize,
@@ -133,6 +146,12 @@ impl Default for TrainConfig {
             metrics: Vec::new(),
             metrics_options: crate::metrics::MetricsOptions::default(),
             score_ticks: 0,
+            cr_lambda: 0.0,
+            cr_start_kimg: 0.0,
+            cr_gap: 0.0,
+            cr_gap_end_kimg: 0.0,
+            cr_codes: 0,
+            cr_share_noise: true,
             score_samples: 10_000,
             score_groups: 100,
             fmap_base: 8192,
@@ -251,6 +270,24 @@ impl TrainConfig {
             );
         }
         ensure!(
+            self.cr_lambda >= 0.0 && self.cr_gap >= 0.0,
+            "--cr-lambda and --cr-gap must not be negative"
+        );
+        ensure!(
+            self.cr_start_kimg >= 0.0 && self.cr_gap_end_kimg >= 0.0,
+            "--cr-start-kimg and --cr-gap-end-kimg must not be negative"
+        );
+        ensure!(
+            self.cr_codes >= 0 && self.cr_codes <= self.nz,
+            "--cr-codes {} must be between 0 (automatic) and --nz {}",
+            self.cr_codes,
+            self.nz
+        );
+        ensure!(
+            self.cr_lambda == 0.0 || self.cr_code_count() >= 2,
+            "--cr-lambda needs at least 2 codes for the pairs to tell apart (--cr-codes, --infogan-nz or --nz)"
+        );
+        ensure!(
             self.score_ticks >= 0,
             "--score-ticks must be 0 (never) or more, got {}",
             self.score_ticks
@@ -298,6 +335,16 @@ impl TrainConfig {
     /// The run description of the reference (docs/spec/progan_hp.md §2.7): `hessian_penalty_<dataset>_nz-<nz>_w-<λ>`, `infogan_…`, `progan_…`.
     pub fn run_description(&self) -> String {
         let name = self.dataset_name();
+        let cr = if self.cr_lambda > 0.0 {
+            format!("_cr-{}", self.cr_lambda)
+        } else {
+            String::new()
+        };
+        let base = self.base_description(&name);
+        format!("{base}{cr}")
+    }
+
+    fn base_description(&self, name: &str) -> String {
         if self.hp_lambda > 0.0 {
             format!("hessian_penalty_{name}_nz-{}_w-{}", self.nz, self.hp_lambda)
         } else if self.infogan_lambda > 0.0 {
@@ -305,6 +352,48 @@ impl TrainConfig {
         } else {
             format!("progan_{name}_nz-{}", self.nz)
         }
+    }
+
+    /// H's network: D's architecture on `2·C` channels with a `cr_code_count()`-way code head.
+    pub fn cr_judge_net(&self) -> NetConfig {
+        NetConfig {
+            num_channels: 2 * self.num_channels,
+            infogan_nz: self.cr_code_count(),
+            ..self.net()
+        }
+    }
+
+    /// The leading z components CR pairs fix one of.
+    pub fn cr_code_count(&self) -> i64 {
+        match (self.cr_codes, self.infogan_nz) {
+            (0, 0) => self.nz,
+            (0, k) => k,
+            (c, _) => c,
+        }
+    }
+
+    /// The CR weight and gap after `nimg` images.
+    pub fn cr_weight_and_gap(&self, nimg: u64) -> (f64, f64) {
+        let kimg = nimg as f64 / 1000.0;
+        let weight = if kimg >= self.cr_start_kimg {
+            self.cr_lambda
+        } else {
+            0.0
+        };
+        let gap = if self.cr_gap_end_kimg > 0.0 && kimg >= self.cr_gap_end_kimg {
+            0.0
+        } else {
+            self.cr_gap
+        };
+        (weight, gap)
+    }
+
+    /// Which CR phase `nimg` is in (0 before the weight turns on, +1 once it is on, +1 once the gap ended): H
+    /// restarts whenever it changes.
+    pub fn cr_phase(&self, nimg: u64) -> u32 {
+        let kimg = nimg as f64 / 1000.0;
+        u32::from(kimg >= self.cr_start_kimg)
+            + u32::from(self.cr_gap_end_kimg > 0.0 && kimg >= self.cr_gap_end_kimg)
     }
 
     /// The dataset's short name (the last path component when `dataset` is a path).

@@ -88,6 +88,44 @@ impl CrLatents {
     }
 }
 
+/// CR pairs for Gaussian latents `[n, nz]` ~ N(0, 1) whose first `codes` components are regularised (the ProGAN
+/// trainer's `--cr-lambda`): per row one shared code; every other code drawn for each image and, when two values are
+/// closer than `gap`, moved apart symmetrically about their midpoint to exactly `gap` (a Gaussian has no range to
+/// stay in, unlike [`CrLatents::sample_pairs`]); the components after the codes shared (`share_noise`) or drawn
+/// for each image.
+pub fn gaussian_pairs(
+    n: i64,
+    nz: i64,
+    codes: i64,
+    gap: f64,
+    share_noise: bool,
+    device: Device,
+) -> CrPairs {
+    let normal = |k: i64| Tensor::randn([n, k], (Kind::Float, device));
+    let (a, b) = (normal(codes), normal(codes));
+    let mid = (&a + &b) / 2.0;
+    let half = (&b - &a).abs().clamp_min(gap) / 2.0;
+    let sign = b.ge_tensor(&a).to_kind(Kind::Float) * 2.0 - 1.0; // b above a: +1
+    let a = &mid - &sign * &half;
+    let b = &mid + &sign * &half;
+    let shared = Tensor::randint(codes, [n], (Kind::Int64, device));
+    let mask = shared.one_hot(codes).to_kind(Kind::Bool).logical_not();
+    let value = normal(1).expand([n, codes], false);
+    let a = a.where_self(&mask, &value);
+    let b = b.where_self(&mask, &value);
+    let rest1 = normal(nz - codes);
+    let rest2 = if share_noise {
+        rest1.shallow_clone()
+    } else {
+        normal(nz - codes)
+    };
+    CrPairs {
+        first: Tensor::cat(&[a, rest1], 1),
+        second: Tensor::cat(&[b, rest2], 1),
+        shared,
+    }
+}
+
 /// When the CR weight (`cr_coe`) rises and the gap falls (§B.1 "Schedules"). At the start of iteration `t > 0`
 /// (0-based), when `t` is a multiple of `cr_coe_increase_batch` and fewer than `cr_coe_increase_times` increases
 /// happened, `cr_coe += cr_coe_increase`; likewise `gap = max(gap − gap_decrease, 0)`. Each change re-initialises H.
@@ -276,6 +314,34 @@ mod tests {
             (0..100).filter(|&i| r.resets_h(i)).collect::<Vec<_>>(),
             vec![7, 10, 14, 20, 21, 28, 30, 35]
         );
+    }
+
+    #[test]
+    fn gaussian_pairs_share_one_code_and_keep_the_others_apart() {
+        tch::manual_seed(5);
+        let n = 5000;
+        for gap in [0.0, 1.0] {
+            let p = gaussian_pairs(n, 6, 4, gap, true, Device::Cpu);
+            let diff = (&p.first - &p.second).abs();
+            let shared = p.shared.one_hot(4).to_kind(Kind::Bool);
+            let codes = diff.narrow(1, 0, 4);
+            assert_eq!(
+                codes.masked_select(&shared).abs().max().double_value(&[]),
+                0.0
+            );
+            let others = codes.masked_select(&shared.logical_not());
+            assert!(others.min().double_value(&[]) >= gap - 1e-5, "gap {gap}");
+            assert_eq!(
+                diff.narrow(1, 4, 2).max().double_value(&[]),
+                0.0,
+                "noise shared"
+            );
+        }
+        // Without a gap the codes are standard normal draws.
+        let p = gaussian_pairs(n, 4, 4, 0.0, false, Device::Cpu);
+        let x = p.first.to_kind(Kind::Double);
+        assert!(x.mean(None).double_value(&[]).abs() < 0.03);
+        assert!((x.var(true).double_value(&[]) - 1.0).abs() < 0.05);
     }
 
     #[test]

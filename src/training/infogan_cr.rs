@@ -17,6 +17,7 @@
 //! (`softplus(−l) = −log σ(l)`), not as `log(σ(l) + 1e-8)` — the same loss without the floor, and without its
 //! saturation; the traversal grids are not min-max normalised per grid (G's sigmoid images are shown as they are).
 
+use super::loss::judge_loss;
 use super::report::{self, format_duration, TickStats};
 use super::steps::iteration_seed;
 use crate::checkpoint::infogan_cr::{
@@ -34,7 +35,7 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// How often (in iterations) the consecutive-skip counters are read back from the device.
 const SKIP_CHECK_ITERATIONS: u64 = 64;
@@ -49,17 +50,6 @@ pub fn gaussian_nll(q: &Tensor, codes: &Tensor) -> Tensor {
     per_code
         .sum_dim_intlist(1, false, Kind::Float)
         .mean(Kind::Float)
-}
-
-/// H's softmax cross-entropy on pairs and its accuracy (argmax = the shared code).
-fn judge_loss(logits: &Tensor, shared: &Tensor) -> (Tensor, Tensor) {
-    let loss = logits.cross_entropy_loss::<Tensor>(shared, None, Reduction::Mean, -100, 0.0);
-    let accuracy = logits
-        .argmax(1, false)
-        .eq_tensor(shared)
-        .to_kind(Kind::Float)
-        .mean(Kind::Float);
-    (loss, accuracy)
 }
 
 /// An InfoGAN-CR run in progress.

@@ -3,13 +3,15 @@
 //! Penalty with its per-layer lod gates (§3.3), including where each part runs under `--precision`. The estimator
 //! itself is `core::hessian`; the steps (`steps.rs`) only apply the gradients this module returns.
 
+use crate::checkpoint::CrJudgeNet;
 use crate::checkpoint::Models;
 use crate::config::TrainConfig;
+use crate::core::cr::CrPairs;
 use crate::core::hessian::{self, HessianPenalty};
 use crate::core::networks::Discriminator;
 use crate::core::precision::Precision;
 use anyhow::Result;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, Reduction, Tensor};
 
 /// WGAN-GP constants (docs/spec/progan_hp.md §3.2): gradient-penalty weight, its target norm, and the drift weight
 /// on real scores.
@@ -73,6 +75,25 @@ pub fn infogan_mse(q: &Tensor, z: &Tensor, k: i64) -> Tensor {
     (q - z.narrow(1, 0, k)).square().mean(Kind::Float)
 }
 
+/// The contrastive regulariser's loss (docs/spec/geometry_infogancr.md §B.1): H's softmax cross-entropy of which
+/// code a pair shares, and H's accuracy (argmax = the shared code).
+pub fn judge_loss(logits: &Tensor, shared: &Tensor) -> (Tensor, Tensor) {
+    let loss = logits.cross_entropy_loss::<Tensor>(shared, None, Reduction::Mean, -100, 0.0);
+    let accuracy = logits
+        .argmax(1, false)
+        .eq_tensor(shared)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
+    (loss, accuracy)
+}
+
+/// The CR term of one G step: pairs, H and the weight.
+pub struct CrTerm<'a> {
+    pub pairs: &'a CrPairs,
+    pub judge: &'a CrJudgeNet,
+    pub weight: f64,
+}
+
 /// The Hessian Penalty of one G step: the layers it reaches at this lod, each with its gate, and λ_t.
 pub struct HpTerm<'a> {
     /// `(layer, gate)` for the regularised layers whose gate is positive at this lod.
@@ -99,6 +120,8 @@ pub struct GOutput {
     pub hp_per_layer: Vec<Tensor>,
     /// Σ gate·penalty (before λ_t), logged as `Loss/hessian_penalty`.
     pub hp_total: Option<Tensor>,
+    /// H's cross-entropy on G's pairs (before its weight), logged as `Loss/CR`.
+    pub cr: Option<Tensor>,
     /// Flat gradient of the full G loss with respect to G's parameters.
     pub grads: Tensor,
 }
@@ -174,10 +197,11 @@ impl Loss {
         z: &Tensor,
         lod: f64,
         hp: Option<HpTerm>,
+        cr: Option<CrTerm>,
     ) -> Result<GOutput> {
         let separate = self.precision.is_reduced_on(self.device);
         let params: Vec<&Tensor> = models.g_params.params.iter().collect();
-        let (adv_loss, score_loss, adv_grads) = self.precision.run(self.device, || {
+        let (adv_loss, score_loss, cr_loss, adv_grads) = self.precision.run(self.device, || {
             let images = models.g.forward(z, lod, true);
             let (scores, q) = models.d.forward(&images, lod, self.chunks);
             let score_loss = (-scores).mean(Kind::Float);
@@ -186,8 +210,20 @@ impl Loss {
                 let q = q.as_ref().expect("Q head exists when infogan_nz > 0");
                 loss = &loss + infogan_mse(q, z, self.infogan_nz) * self.infogan_lambda;
             }
+            let cr_loss = cr.as_ref().map(|term| {
+                let a = models.g.forward(&term.pairs.first, lod, true);
+                let b = models.g.forward(&term.pairs.second, lod, true);
+                judge_loss(
+                    &term.judge.forward(&a, &b, lod, self.chunks),
+                    &term.pairs.shared,
+                )
+                .0
+            });
+            if let (Some(c), Some(term)) = (&cr_loss, &cr) {
+                loss = &loss + c * term.weight;
+            }
             let grads = separate.then(|| Tensor::run_backward(&[&loss], &params, false, false));
-            (loss, score_loss, grads)
+            (loss, score_loss, cr_loss, grads)
         });
         let (mut hp_per_layer, mut hp_total, mut hp_loss) = (Vec::new(), None, None);
         if let Some(term) = &hp {
@@ -219,6 +255,7 @@ impl Loss {
             score_loss,
             hp_per_layer,
             hp_total,
+            cr: cr_loss,
             grads,
         })
     }

@@ -1,10 +1,12 @@
-//! One training iteration (docs/spec/progan_hp.md §2.3): the D step with the Gs EMA update, then the G step. The
+//! One training iteration (docs/spec/progan_hp.md §2.3): with `--cr-lambda`, first the H step of the contrastive
+//! regulariser (docs/spec/geometry_infogancr.md §B.1); the D step with the Gs EMA update, then the G step. The
 //! losses and their gradients come from [`super::loss::Loss`]; a step draws its inputs, applies the optimiser and
 //! adds what is logged to the tick's statistics.
 
-use super::loss::HpTerm;
+use super::loss::{judge_loss, CrTerm, HpTerm};
 use super::Trainer;
 use crate::checkpoint::snapshots_in;
+use crate::core::cr::{gaussian_pairs, CrPairs};
 use crate::core::rng::mix64;
 use crate::core::schedule::hp_layer_gate;
 use anyhow::{bail, Result};
@@ -20,10 +22,58 @@ impl Trainer {
     /// One D step (with the Gs EMA update) and one G step (docs/spec/progan_hp.md §2.3).
     pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
+        if self.models.h.is_some() {
+            self.h_step(lod, minibatch);
+        }
         self.d_step(lod, data_res, minibatch)?;
         self.g_step(lod, minibatch, true)?;
         self.state.iteration += 1;
         Ok(())
+    }
+
+    /// CR pairs of `n` rows at the current gap (docs/spec/geometry_infogancr.md §B.1, `core::cr::gaussian_pairs`).
+    fn cr_pairs(&self, n: i64, gap: f64) -> CrPairs {
+        gaussian_pairs(
+            n,
+            self.cfg.nz,
+            self.cfg.cr_code_count(),
+            gap,
+            self.cfg.cr_share_noise,
+            self.device,
+        )
+    }
+
+    /// The H step of the contrastive regulariser: H learns which code G's pairs share (G is not updated). H is
+    /// restarted (weights and Adam state) whenever the CR phase changes: the weight turns on, the gap ends.
+    pub fn h_step(&mut self, lod: f64, minibatch: i64) {
+        let phase = self.cfg.cr_phase(self.state.cur_nimg);
+        let (_, gap) = self.cfg.cr_weight_and_gap(self.state.cur_nimg);
+        let h = self.models.h.as_mut().expect("CR is on");
+        if self.state.cr_phase != Some(phase) {
+            if self.state.cr_phase.is_some() {
+                h.restart(&self.cfg);
+                log::info!(
+                    "CR phase {phase} at {:.1} kimg: H re-initialised",
+                    self.state.cur_nimg as f64 / 1000.0
+                );
+            }
+            self.state.cr_phase = Some(phase);
+        }
+        let pairs = self.cr_pairs(minibatch, gap);
+        let g = &self.models.g;
+        let (a, b) = tch::no_grad(|| {
+            (
+                g.forward(&pairs.first, lod, true),
+                g.forward(&pairs.second, lod, true),
+            )
+        });
+        let h = self.models.h.as_mut().expect("CR is on");
+        let (loss, accuracy) = judge_loss(&h.forward(&a, &b, lod, self.loss.chunks), &pairs.shared);
+        let grads = Tensor::run_backward(&[&loss], &h.params.params, false, false);
+        let flat = h.params.flatten_grads(&grads);
+        h.opt.step(&h.params, &flat);
+        self.stats.add("Loss/H", &loss);
+        self.stats.add("Accuracy/H", &accuracy);
     }
 
     /// The D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), docs/spec/progan_hp.md §3.2, §3.4; then
@@ -89,7 +139,18 @@ impl Trainer {
             gates: &gates,
             weight: hp_w,
         });
-        let out = self.loss.g_loss(&self.models, &z, lod, hp)?;
+        let (cr_weight, gap) = self.cfg.cr_weight_and_gap(self.state.cur_nimg);
+        let pairs =
+            (cr_weight > 0.0 && self.models.h.is_some()).then(|| self.cr_pairs(minibatch, gap));
+        let cr = pairs.as_ref().map(|pairs| CrTerm {
+            pairs,
+            judge: self.models.h.as_ref().expect("CR is on"),
+            weight: cr_weight,
+        });
+        let out = self.loss.g_loss(&self.models, &z, lod, hp, cr)?;
+        if let Some(c) = &out.cr {
+            self.stats.add("Loss/CR", c);
+        }
         self.models.opt_g.step(&self.models.g_params, &out.grads);
 
         for (&(l, _), p) in gates.iter().zip(&out.hp_per_layer) {
