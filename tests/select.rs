@@ -89,7 +89,7 @@ fn identical_models_tie_and_the_report_holds_every_matrix() {
         );
     }
     // C's columns of the copies are equal; (C + Cᵀ)/2 is symmetric; MC is its off-diagonal row mean.
-    for i in 0..4 {
+    for (i, model) in m.iter().enumerate() {
         assert_eq!(report.cross[i][1], report.cross[i][0]);
         for j in 0..4 {
             assert_eq!(report.symmetric[i][j], report.symmetric[j][i]);
@@ -100,7 +100,7 @@ fn identical_models_tie_and_the_report_holds_every_matrix() {
             .map(|j| report.symmetric[i][j])
             .sum::<f64>()
             / 3.0;
-        assert!((mean - m[i].model_centrality).abs() < 1e-12);
+        assert!((mean - model.model_centrality).abs() < 1e-12);
         assert_eq!(report.udr_lasso_pairs[i][i], 0.0);
     }
     // With ground truth every selector's pick has a regret in [0, 1]; ties go to the first model.

@@ -85,7 +85,7 @@ impl CrJudgeNet {
     pub fn restart(&mut self, cfg: &TrainConfig) {
         let fresh = CrJudgeNet::new(cfg, self.vs.device());
         let _guard = tch::no_grad_guard();
-        let _ = self.params.flat.shallow_clone().copy_(&fresh.params.flat);
+        self.params.flat.shallow_clone().copy_(&fresh.params.flat);
         self.opt.reset();
     }
 

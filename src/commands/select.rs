@@ -273,8 +273,7 @@ pub fn run(globals: &Globals, opts: &SelectOptions) -> Result<SelectReport> {
             let fixed = (g % k as usize) as i64;
             let z = model.sample(opts.group_size as i64, device);
             let value = z.narrow(0, 0, 1).narrow(1, fixed, 1).copy();
-            let _ = z
-                .narrow(1, fixed, 1)
+            z.narrow(1, fixed, 1)
                 .copy_(&value.expand([opts.group_size as i64, 1], false));
             let images = generate(model, &z, batch);
             for (i, codes) in encode_all(&models, &images, batch)?.into_iter().enumerate() {

@@ -152,11 +152,7 @@ pub struct CrEvent {
 }
 
 fn changes(t: u64, every: u64, times: u64) -> u64 {
-    if every == 0 {
-        0
-    } else {
-        (t / every).min(times)
-    }
+    t.checked_div(every).map_or(0, |n| n.min(times))
 }
 
 impl CrSchedule {
@@ -174,7 +170,7 @@ impl CrSchedule {
     }
 
     fn is_change(t: u64, every: u64, times: u64) -> bool {
-        every > 0 && t > 0 && t % every == 0 && t / every <= times
+        every > 0 && t > 0 && t.is_multiple_of(every) && t / every <= times
     }
 
     /// Whether H is re-initialised at the start of iteration `t`.

@@ -174,12 +174,12 @@ impl CrTrainer {
             self.iteration()?;
             bar.set_position(self.state.iteration);
             let t = self.state.iteration;
-            if t % SKIP_CHECK_ITERATIONS == 0 {
+            if t.is_multiple_of(SKIP_CHECK_ITERATIONS) {
                 self.check_skips()?;
             }
             let done = t >= self.cfg.iterations;
             let stop = report::stop_request(&self.run_dir);
-            if t % self.cfg.log_every == 0 || done || stop.is_some() {
+            if t.is_multiple_of(self.cfg.log_every) || done || stop.is_some() {
                 let seconds = window.1.elapsed().as_secs_f64();
                 let rate = (t - window.0) as f64 / seconds.max(1e-9);
                 window = (t, Instant::now());
@@ -187,10 +187,10 @@ impl CrTrainer {
                 log::info!("{line}");
                 bar.set_message(line);
             }
-            if self.cfg.image_every > 0 && t % self.cfg.image_every == 0 {
+            if self.cfg.image_every > 0 && t.is_multiple_of(self.cfg.image_every) {
                 self.write_traversals()?;
             }
-            if t % self.cfg.snapshot_every == 0 || done || stop.is_some() {
+            if t.is_multiple_of(self.cfg.snapshot_every) || done || stop.is_some() {
                 let snapshot = self.save()?;
                 since_score += 1;
                 if self.cfg.score_ticks > 0
@@ -302,7 +302,7 @@ impl CrTrainer {
             // With weight 0 the term adds nothing to G's gradient; the reference computes it anyway.
             let (a, b, shared) = self.pair_images(self.cfg.cr_batch, gap, cr_coe);
             let (cr, _) = judge_loss(&self.models.h.forward(&a, &b), &shared);
-            loss = loss + &cr * cr_coe;
+            loss += &cr * cr_coe;
             self.stats.add("Loss/CR", &cr);
         }
         let grads = Tensor::run_backward(&[&loss], &self.models.g_params.params, false, false);
@@ -369,8 +369,7 @@ impl CrTrainer {
                 .traversal_bases
                 .unsqueeze(1)
                 .repeat([1, TRAVERSAL_STEPS, 1]);
-            let _ = z
-                .select(2, code)
+            z.select(2, code)
                 .copy_(&values.unsqueeze(0).expand([TRAVERSAL_BASES, -1], false));
             let images = tch::no_grad(|| {
                 self.models
