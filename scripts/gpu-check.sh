@@ -16,6 +16,8 @@
 #   evaluate  FID and PPL of the trained snapshot with the random-weight stand-in detectors
 #             (scripts/make_bench_detectors.py): it exercises the metric pipeline, the numbers mean nothing
 #   figures   Table 2 (diag) and the activeness figure of the trained snapshot
+#   cr-train  a short InfoGAN-CR run on dSprites (CUDA: 64², batch 64, 2,000 iterations with CR from 1,600; CPU: 32²,
+#             batch 16, 40 iterations): iterations per second and the loss lines
 #
 # Environment: HG_BIN (default target/release/hessian-gan, built if missing), PYTHON (default .venv/bin/python, else
 # /opt/torch/.venv/bin/python). A binary outside target/release finds libtorch through LD_LIBRARY_PATH, which is set
@@ -59,10 +61,14 @@ if [ "$device" = cpu ]; then
     train_flags=(--resolution 16 --nz 4 --fmap-base 64 --fmap-max 32 --minibatch 4=16 8=16 16=16 --num-gpus 2
                  --lod-training-kimg 0.25 --lod-transition-kimg 0.25 --tick-kimg 1 --total-kimg 2)
     data_res=16; data_count=512; fid_images=64; ppl_samples=8; diag_samples=20
+    cr_flags=(--set resolution=32 --set batch=16 --set cr_batch=16 --set iterations=40 --set cr_coe_increase_batch=30
+              --set log_every=10 --set snapshot_every=40 --set image_every=0); cr_res=32; cr_count=512
 else
     bench_flags=(--config configs/clevr_simple_hp.json --resolution 128); steps=10; warmup=3; precisions=(fp32 tf32 bf16)
     train_flags=(--resolution 64 --lod-training-kimg 0.5 --lod-transition-kimg 0.5 --tick-kimg 1 --total-kimg 3)
     data_res=64; data_count=4000; fid_images=2000; ppl_samples=500; diag_samples=100
+    cr_flags=(--set resolution=64 --set iterations=2000 --set cr_coe_increase_batch=1600 --set log_every=200
+              --set snapshot_every=1000 --set image_every=1000); cr_res=64; cr_count=20000
 fi
 
 steps_tsv="$out/steps.tsv"
@@ -121,6 +127,9 @@ step evaluate "$bin" "${g[@]}" evaluate --models "$last" --dataset synth_clevr_s
     --metrics fid ppl --num-images "$fid_images" --num-samples "$ppl_samples" --no-cache --json \
     --fid-detector "$work/detectors/bench-inception.pt" --ppl-detector "$work/detectors/bench-vgg16.pt"
 step figures "$bin" "${g[@]}" figures --models "$last" --fig diag --samples "$diag_samples" --out "$out/figures"
+step cr-dataset "$bin" "${g[@]}" dataset synth --kind dsprites --count "$cr_count" --resolution "$cr_res" "$work/datasets/dsp"
+step cr-train "$bin" "${g[@]}" train --config configs/infogan_cr_dsprites.json --set dataset="$work/datasets/dsp" \
+    --set results_dir="$work/cr" "${cr_flags[@]}"
 
 # The report: every figure above in report.json, and report.md for people.
 "$python" - "$out" "$device" "$run" "$last" "$resumed" <<'EOF'
@@ -152,6 +161,11 @@ report["train"]["resume"] = {"resumed_snapshot": resumed, "max_abs_difference": 
                              "bitwise_equal": worst == 0.0, "same_tensors": sorted(a) == sorted(b)}
 report["evaluate"] = load("evaluate.out")
 report["figures"] = sorted(os.listdir(os.path.join(out, "figures")))
+# InfoGAN-CR: the log lines `it N/M | D … | … | R it/s`.
+cr_lines = [l for l in open(os.path.join(out, "cr-train.err")) if re.search(r"^it \d+/\d+ \|", l)]
+report["infogan_cr"] = [{"iteration": int(re.match(r"it (\d+)", l).group(1)),
+                         "iterations_per_s": float(re.search(r"([\d.]+) it/s", l).group(1)), "line": l.strip()}
+                        for l in cr_lines]
 json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=2)
 
 md = [f"# gpu-check on {report['info'].get('device', device) if isinstance(report['info'], dict) else device}", ""]
@@ -179,6 +193,7 @@ md += ["", "## training", "", f"run `{run}`; resumed from its first snapshot: ma
 md += [f"| {c['kimg']} | {c.get('Loss/G', float('nan')):.4f} | {c.get('Loss/D', float('nan')):.4f} |" for c in curve]
 md += ["", "## evaluate (stand-in detectors)", "", "```", json.dumps(report["evaluate"], indent=1)[:2000], "```",
        "", "## figures", ""] + [f"- {f}" for f in report["figures"]]
+md += ["", "## InfoGAN-CR (short run)", ""] + [f"    {c['line']}" for c in report["infogan_cr"]]
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 if device == "cpu" and not res["bitwise_equal"]:
