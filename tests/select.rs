@@ -156,3 +156,37 @@ fn bad_input_is_named() {
     assert!(e.contains("no Q head"), "{e}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn score_reads_infogan_cr_models_through_their_q_head() {
+    use hessian_gan::commands::score::{self, ModelScoreOptions, ScoreMethod, ScoreOptions};
+    let _guard = common::lock();
+    let root = common::scratch("score-cr");
+    dataset(&root);
+    let a = snapshot(&root, "a", 1, 5);
+    let opts = |method| ScoreOptions {
+        dhsic_rows: 100,
+        models: ModelScoreOptions {
+            models: vec![a.display().to_string()],
+            results_dir: root.join("results"),
+            method,
+            encoder: EncoderOptions {
+                samples: 200,
+                groups: 10,
+                ..EncoderOptions::default()
+            },
+            ..ModelScoreOptions::default()
+        },
+        ..ScoreOptions::default()
+    };
+    let reports = score::run(&common::globals(), &opts(ScoreMethod::Auto)).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].method, "q-head");
+    let fv = reports[0].factor_vae.unwrap();
+    assert!((0.0..=1.0).contains(&fv));
+    assert_eq!(reports[0].record["kind"], "infogan-cr");
+    assert!(hessian_gan::metrics::suite::beside(&a, "scores.json").exists());
+    let err = score::run(&common::globals(), &opts(ScoreMethod::Free)).unwrap_err();
+    assert!(format!("{err:#}").contains("Q head"), "{err:#}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

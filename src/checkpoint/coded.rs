@@ -138,3 +138,16 @@ impl CodedModel {
         })
     }
 }
+
+/// The dataset a snapshot was trained on (both models' configurations name it `dataset` under `datasets_dir`).
+pub fn trained_dataset(path: &Path) -> Result<(String, PathBuf)> {
+    let meta = crate::io::safetensors::read_metadata(path)?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(meta.get("config").map_or("{}", String::as_str))
+            .with_context(|| format!("{}: unreadable configuration", path.display()))?;
+    let dataset = cfg["dataset"]
+        .as_str()
+        .with_context(|| format!("{} names no dataset; pass --dataset", path.display()))?;
+    let dir = cfg["datasets_dir"].as_str().unwrap_or("datasets");
+    Ok((dataset.to_string(), PathBuf::from(dir)))
+}

@@ -316,7 +316,7 @@ pub fn load_snapshot(path: &Path) -> Result<LoadedSnapshot> {
     let (tensors, meta) = read_snapshot_file(path)?;
     ensure!(
         meta.get("format").map(String::as_str) != Some(infogan_cr::META_FORMAT),
-        "{} is an InfoGAN-CR snapshot, not a ProGAN one; this command does not read InfoGAN-CR models yet",
+        "{} is an InfoGAN-CR snapshot, not a ProGAN one; this command reads ProGAN models (`score` and `select` read both)",
         path.display()
     );
     ensure!(

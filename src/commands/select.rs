@@ -13,14 +13,13 @@
 //! Writes `select.json` (everything above) and `select.png`/`.svg` (a bar per model and selector) and returns the
 //! report for the table.
 
-use crate::checkpoint::coded::CodedModel;
+use crate::checkpoint::coded::{trained_dataset, CodedModel};
 use crate::checkpoint::reference::ModelRef;
 use crate::commands::figures::render::{save_bar_panels, BarPanel};
 use crate::commands::Globals;
 use crate::core::rng;
 use crate::data::reals::to_float;
 use crate::data::{locate, Dataset};
-use crate::io::safetensors;
 use crate::metrics::disentanglement::{factor_vae, Groups};
 use crate::metrics::encoder::{score_encoder, EncoderOptions};
 use crate::metrics::encoder_free::to_array;
@@ -143,19 +142,6 @@ pub struct SelectReport {
 
 fn rows(a: &Array2<f64>) -> Vec<Vec<f64>> {
     a.outer_iter().map(|r| r.to_vec()).collect()
-}
-
-/// The dataset a snapshot was trained on (both models' configurations name it `dataset` under `datasets_dir`).
-fn trained_dataset(path: &Path) -> Result<(String, PathBuf)> {
-    let meta = safetensors::read_metadata(path)?;
-    let cfg: serde_json::Value =
-        serde_json::from_str(meta.get("config").map_or("{}", String::as_str))
-            .with_context(|| format!("{}: unreadable configuration", path.display()))?;
-    let dataset = cfg["dataset"]
-        .as_str()
-        .with_context(|| format!("{} names no dataset; pass --dataset", path.display()))?;
-    let dir = cfg["datasets_dir"].as_str().unwrap_or("datasets");
-    Ok((dataset.to_string(), PathBuf::from(dir)))
 }
 
 /// Images in [−1, 1] of `z`, in batches of `batch`.

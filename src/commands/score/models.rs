@@ -5,6 +5,8 @@
 //! comparing them.
 
 use super::ScoreReport;
+use crate::checkpoint::coded::{trained_dataset, CodedModel};
+use crate::checkpoint::infogan_cr::is_cr_snapshot;
 use crate::checkpoint::reference::{self, ModelRef};
 use crate::checkpoint::snapshot_config;
 use crate::commands::figures::render::{save_bar_panels, save_matrix_heatmap, BarPanel};
@@ -85,6 +87,10 @@ pub(super) fn run(
     let mut predictors: HashMap<(PathBuf, u32), FactorPredictor> = HashMap::new();
     let mut reports = Vec::new();
     for mref in &refs {
+        if is_cr_snapshot(&mref.path) {
+            reports.push(score_cr_model(mref, opts, globals, dhsic_rows, seed)?);
+            continue;
+        }
         let loaded = reference::load_gs(&mref.path, device)?;
         let net = loaded.net.clone();
         let log2 = net.log2_res() as u32;
@@ -220,6 +226,73 @@ pub(super) fn run(
         }
     }
     Ok(reports)
+}
+
+/// An InfoGAN-CR model through its Q head (`checkpoint::coded`). The encoder-free suite draws Gaussian z, and these
+/// codes are uniform, so it does not apply.
+fn score_cr_model(
+    mref: &ModelRef,
+    opts: &ModelScoreOptions,
+    globals: &Globals,
+    dhsic_rows: usize,
+    seed: u64,
+) -> Result<ScoreReport> {
+    ensure!(
+        opts.method != ScoreMethod::Free,
+        "{} is an InfoGAN-CR model: it is scored through its Q head (--method q or auto); the encoder-free suite \
+         draws Gaussian z and its codes are uniform",
+        mref.name
+    );
+    let device = globals.device.resolve()?;
+    let model = CodedModel::load(&mref.path, device)?;
+    let dir = match &opts.dataset {
+        Some(name) => locate::locate(name, &opts.datasets_dir, globals.base_url.as_deref())?,
+        None => {
+            let (name, datasets_dir) = trained_dataset(&mref.path)?;
+            locate::locate(&name, &datasets_dir, globals.base_url.as_deref())?
+        }
+    };
+    let ds = Dataset::open(&dir)?;
+    require_factors(&ds)?;
+    ensure!(
+        ds.channels() as i64 == model.channels,
+        "{} makes {}-channel images but the dataset {} has {} channels; score it on the dataset it was trained on",
+        mref.name,
+        model.channels,
+        dir.display(),
+        ds.channels()
+    );
+    let log2 = model.resolution.trailing_zeros();
+    let mut eo = opts.encoder.clone();
+    eo.seed = seed;
+    eo.dhsic_rows = dhsic_rows;
+    let scores = score_encoder(&|x| model.encode(x), &ds, log2, &eo, device)
+        .with_context(|| format!("scoring the Q head of {}", mref.name))?;
+    let record = json!({
+        "model": mref.name,
+        "snapshot": mref.path,
+        "kind": model.kind,
+        "codes": model.codes,
+        "nz": model.nz,
+        "resolution": model.resolution,
+        "seed": seed,
+        "time": unix_time(),
+        "dataset": {"dir": dir, "name": ds.meta().name, "count": ds.count()},
+        "q_head": scores,
+        "method": "q-head",
+    });
+    let files = write_outputs(mref, &record, None, Some(&scores), &opts.results_dir)?;
+    Ok(ScoreReport {
+        subject: mref.name.clone(),
+        method: "q-head",
+        factor_vae: scores.scores.factor_vae,
+        scores: scores.scores,
+        record,
+        notes: files
+            .iter()
+            .map(|f| format!("wrote {}", f.display()))
+            .collect(),
+    })
 }
 
 /// The dataset to score a model on: `--dataset`, else the one it was trained on.
