@@ -305,3 +305,29 @@ fn the_progan_trainer_takes_cr_resumes_it_exactly_and_restarts_h_when_it_turns_o
         .any(|k| k.starts_with("H/") || k.starts_with("opt_H")));
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn score_ticks_score_q_on_the_dataset() {
+    let _guard = common::lock();
+    let root = common::scratch("cr-score-ticks");
+    let cfg = tiny(
+        &root,
+        json!({"iterations": 3, "score_ticks": 1, "score_samples": 100, "score_groups": 5}),
+    );
+    let mut t = trainer(&root, cfg, "run", None);
+    t.train().unwrap();
+    let snapshot = root.join("run").join(snapshot_name(3));
+    let scores: Value = serde_json::from_str(
+        &std::fs::read_to_string(hessian_gan::metrics::suite::beside(
+            &snapshot,
+            "scores.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(scores["iteration"], 3);
+    let fv = scores["scores"]["scores"]["factor_vae"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&fv));
+    assert!(common::events_text(&root.join("run")).contains("Scores/MIG"));
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -419,6 +419,7 @@ impl CrTrainer {
             scalars.push(("Scores/FactorVAE".to_string(), f));
         }
         self.events.scalars(self.state.iteration as i64, &scalars)?;
+        self.events.flush()?;
         let line: Vec<String> = scalars
             .iter()
             .map(|(k, v)| format!("{} {v:.3}", k.trim_start_matches("Scores/")))
