@@ -34,23 +34,29 @@ data="$W/dsprites32"
 if [ ! -f "$data/dataset.json" ]; then
     "$bin" --seed 1 dataset synth --kind dsprites --count "$COUNT" --resolution 32 "$data"
 fi
-runs=()
+baselines=()
+finals=()
 for seed in $SEEDS; do
     dir="$W/s$seed"
     done_run=$(ls -d "$dir"/[0-9]*-*/_finished.txt 2>/dev/null | head -n 1 || true)
     if [ -z "$done_run" ]; then
-        rm -rf "$dir"
+        # An interrupted run continues from its newest snapshot (exactly: resume is bit-identical).
+        resume=()
+        last=$(ls "$dir"/[0-9]*-*/network-snapshot-*.safetensors 2>/dev/null | sort -t- -k3 | tail -n 1 || true)
+        if [ -n "$last" ]; then resume=(--resume "$last"); fi
         "$bin" --device cpu --seed "$seed" train --config configs/infogan_cr_dsprites.json \
             --set dataset="$data" --set resolution=32 --set iterations="$ITERATIONS" \
             --set cr_coe_increase_batch="$CR_AT" --set snapshot_every=600 --set image_every=600 \
-            --set log_every=200 --set results_dir="$dir"
+            --set log_every=200 --set results_dir="$dir" "${resume[@]}"
         done_run=$(ls -d "$dir"/[0-9]*-*/_finished.txt | head -n 1)
     fi
-    runs+=("$(dirname "$done_run")")
+    # The baseline may sit in the run directory a resumed run started from: look in all of this seed's.
+    baselines+=("$(ls "$dir"/[0-9]*-*/network-snapshot-"$(printf %09d "$CR_AT")".safetensors | head -n 1)")
+    finals+=("$(dirname "$done_run")/network-snapshot-$(printf %09d "$ITERATIONS").safetensors")
 done
 select_args=(--groups "$GROUPS" --group-size "$GROUP_SIZE" --std-samples "$STD" --udr-samples "$UDR"
     --own-samples "$OWN" --own-groups "$OWN_GROUPS" --dataset "$data")
 echo "== InfoGAN (modified): the snapshots after $CR_AT iterations"
-"$bin" --device cpu select --runs "${runs[@]}" --snapshot "$CR_AT" "${select_args[@]}" --out "$OUT/baseline/select.json"
+"$bin" --device cpu select --runs "${baselines[@]}" "${select_args[@]}" --out "$OUT/baseline/select.json"
 echo "== InfoGAN-CR: the last snapshots ($ITERATIONS iterations)"
-"$bin" --device cpu select --runs "${runs[@]}" "${select_args[@]}" --out "$OUT/cr/select.json"
+"$bin" --device cpu select --runs "${finals[@]}" "${select_args[@]}" --out "$OUT/cr/select.json"
