@@ -42,7 +42,8 @@ for seed in $SEEDS; do
     if [ -z "$done_run" ]; then
         # An interrupted run continues from its newest snapshot (exactly: resume is bit-identical).
         resume=()
-        last=$(ls "$dir"/[0-9]*-*/network-snapshot-*.safetensors 2>/dev/null | sort -t- -k3 | tail -n 1 || true)
+        last=$(ls "$dir"/[0-9]*-*/network-snapshot-*.safetensors 2>/dev/null \
+            | awk -F/ '{print $NF " " $0}' | sort | tail -n 1 | cut -d' ' -f2 || true)
         if [ -n "$last" ]; then resume=(--resume "$last"); fi
         "$bin" --device cpu --seed "$seed" train --config configs/infogan_cr_dsprites.json \
             --set dataset="$data" --set resolution=32 --set iterations="$ITERATIONS" \
