@@ -23,12 +23,14 @@ fn resolve(args: &[&str]) -> TrainConfig {
 
 /// Flags that steer the command rather than set a training setting (resume, preset, dry run); they have their own
 /// tests in tests/train.rs.
-const CONTROL: [&str; 5] = [
+const CONTROL: [&str; 6] = [
     "config",
     "dry-run",
     "resume-exp",
     "resume-snapshot",
     "resume",
+    // Chooses the trainer (`progan`, the one this test resolves, or `infogan-cr`: tests/infogan_cr.rs).
+    "model",
 ];
 
 /// Options of every command (`--device`, `--seed`, …), handled outside `TrainArgs`.
@@ -146,6 +148,12 @@ fn every_train_flag_changes_the_resolved_config() {
             json!("data2"),
         ),
         ("precision", vec!["bf16"], "precision", json!("bf16")),
+        ("cr-lambda", vec!["0.5"], "cr_lambda", json!(0.5)),
+        ("cr-start-kimg", vec!["7"], "cr_start_kimg", json!(7.0)),
+        ("cr-gap", vec!["0.3"], "cr_gap", json!(0.3)),
+        ("cr-gap-end-kimg", vec!["9"], "cr_gap_end_kimg", json!(9.0)),
+        ("cr-codes", vec!["3"], "cr_codes", json!(3)),
+        ("set", vec!["hp_lambda=0.3"], "hp_lambda", json!(0.3)),
     ];
 
     // Every flag of `train` is either a setting with a case above or a control flag: a new flag fails here until
