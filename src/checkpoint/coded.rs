@@ -4,6 +4,7 @@
 //! the same through it, so model selection compares either kind.
 
 use super::infogan_cr::{self as cr, is_cr_snapshot};
+use super::load_variables;
 use super::reference::{load_encoder, load_gs, LoadedEncoder, LoadedGenerator};
 use crate::core::networks::infogan_cr::{CrDiscriminator, CrGenerator};
 use anyhow::{Context, Result};
@@ -34,7 +35,7 @@ enum Nets {
         enc: LoadedEncoder,
     },
     InfoganCr {
-        _vs: nn::VarStore,
+        _vs: [nn::VarStore; 2],
         g: CrGenerator,
         d: CrDiscriminator,
     },
@@ -61,26 +62,12 @@ impl CodedModel {
             let snap = cr::load_snapshot(path)?;
             let cfg = &snap.config;
             let net = cfg.net();
-            let mut vs = nn::VarStore::new(device);
-            let g = CrGenerator::new(&(vs.root() / "G"), &net);
-            let d = CrDiscriminator::new(&(vs.root() / "D"), &net);
-            vs.freeze();
-            let _guard = tch::no_grad_guard();
-            for (name, mut var) in vs.variables() {
-                // `G.dense0.weight` here is `G/dense0.weight` in the snapshot.
-                let key = name.replacen('.', "/", 1);
-                let t = snap
-                    .tensors
-                    .get(&key)
-                    .with_context(|| format!("{}: missing {key}", path.display()))?;
-                anyhow::ensure!(
-                    t.size() == var.size(),
-                    "{}: {key} has shape {:?}, expected {:?}",
-                    path.display(),
-                    t.size(),
-                    var.size()
-                );
-                var.copy_(t);
+            let (mut g_vs, mut d_vs) = (nn::VarStore::new(device), nn::VarStore::new(device));
+            let g = CrGenerator::new(&g_vs.root(), &net);
+            let d = CrDiscriminator::new(&d_vs.root(), &net);
+            for (vs, prefix) in [(&mut g_vs, "G"), (&mut d_vs, "D")] {
+                vs.freeze();
+                load_variables(vs, &snap.tensors, prefix, path)?;
             }
             let latents = cfg.latents();
             return Ok(CodedModel {
@@ -94,7 +81,11 @@ impl CodedModel {
                     low: latents.low,
                     high: latents.high,
                 },
-                nets: Nets::InfoganCr { _vs: vs, g, d },
+                nets: Nets::InfoganCr {
+                    _vs: [g_vs, d_vs],
+                    g,
+                    d,
+                },
             });
         }
         let gen = load_gs(path, device)?;

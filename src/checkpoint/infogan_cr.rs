@@ -6,7 +6,7 @@
 //! (the [`CrConfig`] JSON), `state` ([`CrState`]) and `iteration`. Snapshot files are named by completed iterations,
 //! `network-snapshot-<iterations, 9 digits>.safetensors`.
 
-use super::{load_optimizer, optimizer_tensors, read_snapshot_file};
+use super::{load_optimizer, load_variables, optimizer_tensors, read_snapshot_file};
 use crate::config::infogan_cr::CrConfig;
 use crate::core::networks::infogan_cr::{CrDiscriminator, CrGenerator, CrJudge};
 use crate::core::optim::{Adam, FlatParams};
@@ -119,25 +119,8 @@ impl CrModels {
 
     /// Loads networks and optimiser states from a snapshot's tensors, checking every name and shape.
     pub fn load(&mut self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-        let _guard = tch::no_grad_guard();
         for (prefix, vs) in [("G", &self.g_vs), ("D", &self.d_vs), ("H", &self.h_vs)] {
-            for (name, mut var) in vs.variables() {
-                let key = format!("{prefix}/{name}");
-                let t = tensors.get(&key).with_context(|| {
-                    format!(
-                        "{}: missing {key}; it was written for a different network configuration",
-                        path.display()
-                    )
-                })?;
-                ensure!(
-                    t.size() == var.size(),
-                    "{}: {key} has shape {:?}, the network expects {:?} (different codes, noise or resolution?)",
-                    path.display(),
-                    t.size(),
-                    var.size()
-                );
-                var.copy_(t);
-            }
+            load_variables(vs, tensors, prefix, path)?;
         }
         load_optimizer("opt_G", &mut self.opt_g, &self.g_params, tensors, path)?;
         load_optimizer("opt_D", &mut self.opt_d, &self.d_params, tensors, path)?;

@@ -197,20 +197,7 @@ impl Models {
         // H, when this run has one and the snapshot too (a run that turns CR on starts H fresh).
         if let Some(h) = &mut self.h {
             if tensors.keys().any(|k| k.starts_with("H/")) {
-                for (name, var) in h.params.names.iter().zip(&h.params.params) {
-                    let key = format!("H/{name}");
-                    let t = tensors
-                        .get(&key)
-                        .with_context(|| format!("{}: missing {key}", path.display()))?;
-                    ensure!(
-                        t.size() == var.size(),
-                        "{}: {key} has shape {:?}, H expects {:?} (different --cr-codes?)",
-                        path.display(),
-                        t.size(),
-                        var.size()
-                    );
-                    var.detach().copy_(t);
-                }
+                load_variables(&h.vs, tensors, "H", path)?;
                 if tensors.contains_key("opt_H/step") {
                     load_optimizer("opt_H", &mut h.opt, &h.params, tensors, path)?;
                 }
@@ -218,6 +205,35 @@ impl Models {
         }
         Ok(())
     }
+}
+
+/// Copies the snapshot tensors `<prefix>/<name>` into every variable `<name>` of `vs`, checking each name and
+/// shape: how every network of a snapshot is loaded.
+pub fn load_variables(
+    vs: &nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<()> {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        let key = format!("{prefix}/{name}");
+        let t = tensors.get(&key).with_context(|| {
+            format!(
+                "{}: missing {key}; it was written for a different network configuration",
+                path.display()
+            )
+        })?;
+        ensure!(
+            t.size() == var.size(),
+            "{}: {key} has shape {:?}, the network expects {:?}",
+            path.display(),
+            t.size(),
+            var.size()
+        );
+        var.copy_(t);
+    }
+    Ok(())
 }
 
 /// An optimiser's state by name: `<prefix>/{m,v}/<param>`, `<prefix>/step`, `<prefix>/skipped`.

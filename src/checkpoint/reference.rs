@@ -240,23 +240,7 @@ pub fn load_gs(path: &Path, device: Device) -> Result<LoadedGenerator> {
 /// Copies the snapshot's `<prefix>/<name>` tensors into `vs` (frozen), checking every name and shape.
 fn fill(vs: &mut nn::VarStore, snap: &LoadedSnapshot, prefix: &str, path: &Path) -> Result<()> {
     vs.freeze();
-    let _guard = tch::no_grad_guard();
-    for (name, mut var) in vs.variables() {
-        let key = format!("{prefix}/{name}");
-        let t = snap
-            .tensors
-            .get(&key)
-            .with_context(|| format!("{}: missing {key}", path.display()))?;
-        anyhow::ensure!(
-            t.size() == var.size(),
-            "{}: {key} has shape {:?}, expected {:?}",
-            path.display(),
-            t.size(),
-            var.size()
-        );
-        var.copy_(t);
-    }
-    Ok(())
+    super::load_variables(vs, &snap.tensors, prefix, path)
 }
 
 /// D of a snapshot whose networks have an InfoGAN Q head, ready to encode: `score` reads the codes of real

@@ -93,6 +93,22 @@ fn is_infogan_cr(request: &TrainRequest) -> Result<bool> {
     })
 }
 
+/// The snapshot `request` resumes from: `--resume FILE`, or `--resume-snapshot` of run `--resume-exp`, looked up in
+/// the results directory that `results_dir` gives (the one the preset or the command line names).
+fn resume_path(
+    request: &TrainRequest,
+    results_dir: impl FnOnce() -> PathBuf,
+) -> Result<Option<PathBuf>> {
+    Ok(match (&request.resume, request.resume_exp) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(exp)) => Some(find_snapshot(
+            &run_dir_of(&results_dir(), exp)?,
+            &request.resume_snapshot,
+        )?),
+        (None, None) => None,
+    })
+}
+
 /// The configuration `request` resolves to, and the snapshot it resumes from.
 pub fn resolve(
     globals: &Globals,
@@ -103,19 +119,10 @@ pub fn resolve(
     // `--model progan` names the default model; TrainConfig has no such field.
     request.overrides.remove("model");
     let request = &request;
-    let resume_path = match (&request.resume, request.resume_exp) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(exp)) => {
-            // The run number is looked up in the results directory the preset or the command line names.
-            let prelim =
-                TrainConfig::resolve(TrainConfig::default(), preset, request.overrides.clone());
-            let results_dir =
-                prelim.map_or_else(|_| TrainConfig::default().results_dir, |c| c.results_dir);
-            let snapshot = request.resume_snapshot.as_str();
-            Some(find_snapshot(&run_dir_of(&results_dir, exp)?, snapshot)?)
-        }
-        (None, None) => None,
-    };
+    let resume_path = resume_path(request, || {
+        TrainConfig::resolve(TrainConfig::default(), preset, request.overrides.clone())
+            .map_or_else(|_| TrainConfig::default().results_dir, |c| c.results_dir)
+    })?;
     let resumed = resume_path.as_deref().map(load_snapshot).transpose()?;
     let base = resumed
         .as_ref()
@@ -208,19 +215,10 @@ fn run_infogan_cr(globals: &Globals, request: &TrainRequest) -> Result<TrainOutc
     if let Some(seed) = globals.seed {
         overrides.insert("seed".into(), serde_json::json!(seed));
     }
-    let resume_path = match (&request.resume, request.resume_exp) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(exp)) => {
-            let prelim = CrConfig::resolve(CrConfig::default(), preset, overrides.clone());
-            let results_dir =
-                prelim.map_or_else(|_| CrConfig::default().results_dir, |c| c.results_dir);
-            Some(find_snapshot(
-                &run_dir_of(&results_dir, exp)?,
-                &request.resume_snapshot,
-            )?)
-        }
-        (None, None) => None,
-    };
+    let resume_path = resume_path(request, || {
+        CrConfig::resolve(CrConfig::default(), preset, overrides.clone())
+            .map_or_else(|_| CrConfig::default().results_dir, |c| c.results_dir)
+    })?;
     let resumed = resume_path
         .as_deref()
         .map(infogan_cr::load_snapshot)

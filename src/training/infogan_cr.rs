@@ -213,7 +213,10 @@ impl CrTrainer {
             }
         }
         bar.finish();
-        self.write_traversals()?;
+        if self.cfg.image_every == 0 || !self.cfg.iterations.is_multiple_of(self.cfg.image_every) {
+            // The loop wrote this grid already when the last iteration was an image iteration.
+            self.write_traversals()?;
+        }
         crate::io::fs::write_bytes_atomic(&self.run_dir.join("_finished.txt"), b"")?;
         log::info!(
             "done: {} in {}",
