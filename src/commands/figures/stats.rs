@@ -9,7 +9,6 @@
 use crate::core::hessian::{full_hessian, HessianPenalty, Reduction, Variance};
 use anyhow::{ensure, Result};
 use indicatif::ProgressBar;
-use serde::Serialize;
 use tch::{Kind, Tensor};
 
 /// Target size of the intermediate tensors of one chunk of samples.
@@ -197,74 +196,7 @@ fn unravel(mut flat: i64, shape: &[i64]) -> Vec<i64> {
     out
 }
 
-/// Table 2's two "diagonal-ness" numbers (docs/spec/progan_hp.md §9.3).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Diagonalness {
-    /// Share of the per-element Hessians whose largest |entry| lies on the diagonal (ties count as diagonal).
-    pub fraction_max_on_diagonal: f64,
-    /// Mean over the Hessians of `[Σ_i |H_ii| / nz] / [Σ_{i≠j} |H_ij| / (nz(nz−1)) + 1e-8]`.
-    pub relative_diagonal_strength: f64,
-    /// Number of nz×nz Hessians averaged (samples × output elements).
-    pub matrices: u64,
-}
-
-/// Accumulates [`Diagonalness`] over batches of Hessians `[.., nz, nz]` on their device.
-#[derive(Default)]
-pub struct DiagonalnessAccumulator {
-    on_diagonal: Option<Tensor>,
-    strength: Option<Tensor>,
-    matrices: u64,
-}
-
-impl DiagonalnessAccumulator {
-    /// The constant added to the off-diagonal mean (docs/spec/progan_hp.md §9.3).
-    pub const STABILITY: f64 = 1e-8;
-
-    pub fn add(&mut self, hessians: &Tensor) -> Result<()> {
-        let s = hessians.size();
-        ensure!(
-            s.len() >= 2 && s[s.len() - 1] == s[s.len() - 2],
-            "diagonal-ness needs square Hessians [.., nz, nz], got shape {s:?}"
-        );
-        let nz = s[s.len() - 1];
-        ensure!(
-            nz >= 2,
-            "diagonal-ness needs nz ≥ 2 (a 1×1 Hessian has no off-diagonal entries)"
-        );
-        let a = hessians.abs().to_kind(Kind::Double).reshape([-1, nz, nz]);
-        let m = a.size()[0];
-        let overall = a.reshape([m, nz * nz]).amax(1, false);
-        let diag = a.diagonal(0, 1, 2); // [m, nz]
-                                        // The largest diagonal entry equals the overall max exactly when some arg-max is on the diagonal.
-        let on = diag.amax(1, false).ge_tensor(&overall).sum(Kind::Double);
-        let diag_sum = diag.sum_dim_intlist(1, false, Kind::Double);
-        let off_sum = a.sum_dim_intlist([1, 2].as_slice(), false, Kind::Double) - &diag_sum;
-        let ratio = (diag_sum / nz as f64) / (off_sum / (nz * (nz - 1)) as f64 + Self::STABILITY);
-        let ratio = ratio.sum(Kind::Double);
-        self.on_diagonal = Some(match self.on_diagonal.take() {
-            Some(t) => t + on,
-            None => on,
-        });
-        self.strength = Some(match self.strength.take() {
-            Some(t) => t + ratio,
-            None => ratio,
-        });
-        self.matrices += m as u64;
-        Ok(())
-    }
-
-    pub fn finish(&self) -> Result<Diagonalness> {
-        let (Some(on), Some(strength)) = (&self.on_diagonal, &self.strength) else {
-            anyhow::bail!("diagonal-ness of no Hessians")
-        };
-        let m = self.matrices as f64;
-        Ok(Diagonalness {
-            fraction_max_on_diagonal: on.double_value(&[]) / m,
-            relative_diagonal_strength: strength.double_value(&[]) / m,
-            matrices: self.matrices,
-        })
-    }
-}
+pub use crate::core::geometry::analysis::{Diagonalness, DiagonalnessAccumulator};
 
 /// Table 2's numbers for `g` at the latents `z`: the full Hessian (docs/spec/progan_hp.md §9.1, step `epsilon`) of every output element of
 /// every sample, processed a chunk of samples at a time (never all of them at once).
