@@ -6,6 +6,7 @@
 pub mod dataset;
 pub mod evaluate;
 pub mod figures;
+pub mod geometry;
 pub mod score;
 pub mod select;
 pub mod train;
@@ -96,6 +97,9 @@ pub enum Command {
     /// Unsupervised model selection among runs of one configuration: ModelCentrality (InfoGAN-CR's) and UDR
     /// (Lasso, Spearman), with each run's ground-truth scores and each selector's regret where the data has factors.
     Select(Box<select::SelectArgs>),
+    /// The generator's latent metric tensor (GAN-Geometry): the pulled-back Hessian of an image distance at many
+    /// codes (bp, backward-iter, forward-iter), its spectrum, consistency, axis alignment, and eigen-axis montages.
+    Geometry(Box<geometry::GeometryArgs>),
     /// Summarise a study (scripts/study.sh): per dataset, each arm's last score tick as mean ± std over seeds,
     /// every measure against kimg, traversal stills; study.md, study.json and plots.
     Report {
@@ -197,6 +201,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Select(args) => {
             let report = commands::select::run(&globals, &(&*args).into())?;
             select::print(&report, args.json)?;
+        }
+        Command::Geometry(args) => {
+            let report = commands::geometry::run(&globals, &(&*args).into())?;
+            geometry::print(&report, args.json)?;
         }
         Command::Report {
             manifest,

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod evaluate;
 pub mod figures;
+pub mod geometry;
 pub mod info;
 pub mod report;
 pub mod score;

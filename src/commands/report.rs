@@ -382,6 +382,7 @@ pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
                     measure.label.to_string()
                 },
                 x_desc: "kimg".into(),
+                y_desc: String::new(),
                 curves: arms
                     .iter()
                     .map(|a| Curve {
@@ -391,6 +392,7 @@ pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
                         } else {
                             a.curves[m].clone()
                         },
+                        band: None,
                     })
                     .collect(),
             })

@@ -207,6 +207,11 @@ impl Detector {
 
     fn call(&self, args: &[IValue], n: i64) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
+        self.call_recording(args, n)
+    }
+
+    /// [`Self::call`] with autograd recording as the caller has it (`geometry` differentiates through LPIPS).
+    fn call_recording(&self, args: &[IValue], n: i64) -> Result<Tensor> {
         let out = self.module.forward_is(args).map_err(|e| {
             anyhow::anyhow!(
                 "{}: {} failed: {}",
@@ -261,6 +266,21 @@ impl Detector {
         let x = rgb(images)?.to_kind(Kind::Float);
         let n = x.size()[0];
         self.call(
+            &[IValue::Tensor(x), IValue::Bool(false), IValue::Bool(true)],
+            n,
+        )
+    }
+
+    /// [`Self::lpips_features`], differentiable in the images (the pulled-back LPIPS metric of `geometry`).
+    pub fn lpips_features_differentiable(&self, images: &Tensor) -> Result<Tensor> {
+        ensure!(
+            self.kind == DetectorKind::Lpips,
+            "internal: LPIPS features from {:?}",
+            self.kind
+        );
+        let x = rgb(images)?.to_kind(Kind::Float);
+        let n = x.size()[0];
+        self.call_recording(
             &[IValue::Tensor(x), IValue::Bool(false), IValue::Bool(true)],
             n,
         )

@@ -537,16 +537,46 @@ pub fn save_bar_panels(panels: &[BarPanel], png: &Path, svg: &Path) -> Result<()
     fs::write_bytes_atomic(svg, text.as_bytes())
 }
 
-/// One curve of a line chart: a name and (x, mean, std) points; a band of ± std is shaded where std > 0.
+/// One curve of a line chart: a name and (x, mean, std) points; a band of ± std is shaded where std > 0, or the
+/// given `band` (low, high per point, e.g. percentiles) when there is one.
 pub struct Curve {
     pub name: String,
     pub points: Vec<(f64, f64, f64)>,
+    pub band: Option<Vec<(f64, f64)>>,
 }
 
-/// One subplot of a line chart: `report`'s score-against-kimg panels.
+impl Curve {
+    /// A curve without a band.
+    pub fn line(name: impl Into<String>, xy: impl IntoIterator<Item = (f64, f64)>) -> Self {
+        Curve {
+            name: name.into(),
+            points: xy.into_iter().map(|(x, y)| (x, y, 0.0)).collect(),
+            band: None,
+        }
+    }
+
+    /// (x, y, low, high) of the finite points.
+    fn spans(&self) -> Vec<(f64, f64, f64, f64)> {
+        self.points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.1.is_finite())
+            .map(|(i, p)| match self.band.as_ref().and_then(|b| b.get(i)) {
+                Some(&(lo, hi)) => (p.0, p.1, lo, hi),
+                None => {
+                    let s = if p.2.is_finite() { p.2 } else { 0.0 };
+                    (p.0, p.1, p.1 - s, p.1 + s)
+                }
+            })
+            .collect()
+    }
+}
+
+/// One subplot of a line chart: `report`'s score-against-kimg panels, `geometry`'s spectra and distance curves.
 pub struct LinePanel {
     pub title: String,
     pub x_desc: String,
+    pub y_desc: String,
     pub curves: Vec<Curve>,
 }
 
@@ -578,17 +608,14 @@ pub fn draw_line_panels<DB: DrawingBackend>(
     let cols = cols.clamp(1, panels.len().max(1));
     let areas = root.split_evenly((panels.len().div_ceil(cols).max(1), cols));
     for (p, (panel, area)) in panels.iter().zip(areas.iter()).enumerate() {
-        let all = || panel.curves.iter().flat_map(|c| c.points.iter());
+        let spans: Vec<Vec<(f64, f64, f64, f64)>> = panel.curves.iter().map(Curve::spans).collect();
+        let all = || spans.iter().flatten();
         let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.0), b.max(p.0))
         });
-        let (mut y0, mut y1) = all().filter(|p| p.1.is_finite()).fold(
-            (f64::INFINITY, f64::NEG_INFINITY),
-            |(a, b), p| {
-                let s = if p.2.is_finite() { p.2 } else { 0.0 };
-                (a.min(p.1 - s), b.max(p.1 + s))
-            },
-        );
+        let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.2.min(p.1)), b.max(p.3.max(p.1)))
+        });
         if x0 > x1 {
             (x0, x1) = (0.0, 1.0);
         }
@@ -614,22 +641,17 @@ pub fn draw_line_panels<DB: DrawingBackend>(
             .x_label_formatter(&|v| tick_label(*v))
             .y_label_formatter(&|v| tick_label(*v))
             .x_desc(panel.x_desc.as_str())
+            .y_desc(panel.y_desc.as_str())
             .axis_desc_style(("sans-serif", 16))
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(plot_err)?;
-        for (c, curve) in panel.curves.iter().enumerate() {
+        for (c, (curve, pts)) in panel.curves.iter().zip(&spans).enumerate() {
             let [r, g, b] = TABLEAU[c % TABLEAU.len()];
             let color = RGBColor(r, g, b);
-            let pts: Vec<(f64, f64, f64)> = curve
-                .points
-                .iter()
-                .copied()
-                .filter(|p| p.1.is_finite())
-                .collect();
-            if pts.iter().any(|p| p.2 > 0.0) {
-                let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1 + p.2)).collect();
-                band.extend(pts.iter().rev().map(|p| (p.0, p.1 - p.2)));
+            if pts.iter().any(|p| p.3 > p.2) {
+                let mut band: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).collect();
+                band.extend(pts.iter().rev().map(|p| (p.0, p.2)));
                 chart
                     .draw_series(std::iter::once(Polygon::new(
                         band,
@@ -637,12 +659,15 @@ pub fn draw_line_panels<DB: DrawingBackend>(
                     )))
                     .map_err(plot_err)?;
             }
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
-                )
-                .map_err(plot_err)?;
+            // Markers only where they stay readable.
+            if pts.len() <= 40 {
+                chart
+                    .draw_series(
+                        pts.iter()
+                            .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
+                    )
+                    .map_err(plot_err)?;
+            }
             let series = chart
                 .draw_series(std::iter::once(PathElement::new(
                     pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
@@ -688,6 +713,103 @@ pub fn save_line_panels(panels: &[LinePanel], cols: usize, png: &Path, svg: &Pat
     {
         let root = SVGBackend::with_string(&mut text, (w, h)).into_drawing_area();
         draw_line_panels(&root, panels, cols)?;
+    }
+    fs::write_bytes_atomic(svg, text.as_bytes())
+}
+
+/// One scatter subplot with labelled axes: `geometry`'s consistency examples.
+pub struct ScatterPanel {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws scatter panels on a grid of `cols` columns.
+pub fn draw_scatter_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[ScatterPanel],
+    cols: usize,
+) -> Result<()> {
+    ensure_font();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let cols = cols.clamp(1, panels.len().max(1));
+    let areas = root.split_evenly((panels.len().div_ceil(cols).max(1), cols));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let pts: Vec<(f64, f64)> = panel
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        let range = |f: fn(&(f64, f64)) -> f64| {
+            let (lo, hi) = pts
+                .iter()
+                .map(f)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            if lo > hi {
+                (0.0, 1.0)
+            } else {
+                let pad = ((hi - lo) * 0.05).max(1e-6);
+                (lo - pad, hi + pad)
+            }
+        };
+        let (x0, x1) = range(|p| p.0);
+        let (y0, y1) = range(|p| p.1);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .max_light_lines(0)
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(&|v| tick_label(*v))
+            .y_label_formatter(&|v| tick_label(*v))
+            .x_desc(panel.x_desc.as_str())
+            .y_desc(panel.y_desc.as_str())
+            .axis_desc_style(("sans-serif", 14))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(plot_err)?;
+        let [r, g, b] = TABLEAU[0];
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new(*p, 2, RGBColor(r, g, b).mix(0.7).filled())),
+            )
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// Scatter panels as PNG and SVG, `cols` panels per row.
+pub fn save_scatter_panels(
+    panels: &[ScatterPanel],
+    cols: usize,
+    png: &Path,
+    svg: &Path,
+) -> Result<()> {
+    ensure!(!panels.is_empty(), "scatter chart: no panels");
+    let cols = cols.clamp(1, panels.len());
+    let (w, h) = (cols as u32 * 420, panels.len().div_ceil(cols) as u32 * 400);
+    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    {
+        let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
+        draw_scatter_panels(&root, panels, cols)?;
+    }
+    crate::io::imageio::save_png(&img, png)?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (w, h)).into_drawing_area();
+        draw_scatter_panels(&root, panels, cols)?;
     }
     fs::write_bytes_atomic(svg, text.as_bytes())
 }

@@ -26,9 +26,12 @@ pub enum Reduction {
     Sum,
 }
 
+/// A differentiable feature map φ: latents `[B, n]` → features `[B, ...]`.
+pub type FeatureMap<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+
 /// The distance to a reference code z0 through a feature map φ.
 pub struct PulledMetric<'a> {
-    phi: Box<dyn Fn(&Tensor) -> Tensor + 'a>,
+    phi: FeatureMap<'a>,
     reduction: Reduction,
     z0: Tensor,
     reference: Tensor,
@@ -38,13 +41,13 @@ impl<'a> PulledMetric<'a> {
     /// `z0` is one code `[1, n]` or `[n]`; it is moved to `device` as float32 and φ(z0) is computed once, detached.
     pub fn new<F>(phi: F, reduction: Reduction, z0: &Tensor, device: Device) -> Result<Self>
     where
-        F: Fn(&Tensor) -> Tensor + 'a,
+        F: Fn(&Tensor) -> Result<Tensor> + 'a,
     {
         let z0 = z0.to_device(device).to_kind(Kind::Float).reshape([1, -1]);
         ensure!(z0.size()[1] >= 1, "geometry: the reference code is empty");
         let reference = {
             let _guard = tch::no_grad_guard();
-            phi(&z0).detach()
+            phi(&z0)?.detach()
         };
         ensure!(
             reference.size().first() == Some(&1),
@@ -70,13 +73,13 @@ impl<'a> PulledMetric<'a> {
     }
 
     /// Distances `[B]` of the codes `z` `[B, n]` to the reference (differentiable in z).
-    pub fn distances(&self, z: &Tensor) -> Tensor {
-        let diff = (self.phi)(z) - &self.reference;
+    pub fn distances(&self, z: &Tensor) -> Result<Tensor> {
+        let diff = (self.phi)(z)? - &self.reference;
         let sq = diff.square().flatten(1, -1);
-        match self.reduction {
+        Ok(match self.reduction {
             Reduction::Mean => sq.mean_dim(1, false, Kind::Float),
             Reduction::Sum => sq.sum_dim_intlist(1, false, Kind::Float),
-        }
+        })
     }
 }
 
@@ -120,7 +123,12 @@ impl<'m, 'a> BackwardHvp<'m, 'a> {
     pub fn new(metric: &'m PulledMetric<'a>) -> Result<Self> {
         let z0 = metric.z0();
         let delta = z0.zeros_like().set_requires_grad(true);
-        let d = metric.distances(&(z0 + &delta)).sum(Kind::Float);
+        let d = metric.distances(&(z0 + &delta))?.sum(Kind::Float);
+        // Backward through a tensor without a graph crashes libtorch instead of failing.
+        ensure!(
+            d.requires_grad(),
+            "geometry: the distance is not differentiable in z (a feature map computed without gradients)"
+        );
         let grad = Tensor::f_run_backward(&[&d], &[&delta], true, true)?
             .remove(0)
             .flatten(0, -1);
@@ -212,7 +220,11 @@ impl HvpOperator for ForwardHvp<'_, '_> {
         let z = Tensor::cat(&[z0 + &dv, z0 - &dv], 0)
             .detach()
             .set_requires_grad(true);
-        let d = self.metric.distances(&z);
+        let d = self.metric.distances(&z)?;
+        ensure!(
+            d.requires_grad(),
+            "geometry: the distance is not differentiable in z (a feature map computed without gradients)"
+        );
         let total = if self.reference_mean {
             d.mean(Kind::Float)
         } else {
@@ -297,7 +309,7 @@ mod tests {
     fn bp_of_a_linear_map_is_two_jtj() {
         tch::manual_seed(3);
         let a = Tensor::randn([7, 5], (Kind::Float, Device::Cpu));
-        let phi = |z: &Tensor| z.matmul(&a.transpose(0, 1));
+        let phi = |z: &Tensor| Ok(z.matmul(&a.transpose(0, 1)));
         let z0 = Tensor::randn([1, 5], (Kind::Float, Device::Cpu));
         let m = PulledMetric::new(phi, Reduction::Sum, &z0, Device::Cpu).unwrap();
         let mut op = BackwardHvp::new(&m).unwrap();
@@ -317,7 +329,7 @@ mod tests {
         tch::manual_seed(4);
         let a = Tensor::randn([9, 4], (Kind::Float, Device::Cpu));
         // A nonlinear map: H = 2JᵀJ at z0 with J the Jacobian of tanh(Az) there.
-        let phi = |z: &Tensor| z.matmul(&a.transpose(0, 1)).tanh();
+        let phi = |z: &Tensor| Ok(z.matmul(&a.transpose(0, 1)).tanh());
         let z0 = Tensor::randn([1, 4], (Kind::Float, Device::Cpu)) * 0.5;
         let m = PulledMetric::new(phi, Reduction::Sum, &z0, Device::Cpu).unwrap();
         let v = Tensor::randn([4], (Kind::Double, Device::Cpu));
@@ -340,7 +352,7 @@ mod tests {
     fn bad_sizes_are_refused() {
         let big = Tensor::zeros([1, BP_MAX_SIZE + 1], (Kind::Float, Device::Cpu));
         let m = PulledMetric::new(
-            |z: &Tensor| z.shallow_clone(),
+            |z: &Tensor| Ok(z.shallow_clone()),
             Reduction::Sum,
             &big,
             Device::Cpu,

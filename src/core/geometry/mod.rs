@@ -11,6 +11,7 @@ pub mod hvp;
 pub mod lanczos;
 
 pub use hvp::{
-    full_hessian, BackwardHvp, ForwardHvp, HvpOperator, MatrixOperator, PulledMetric, Reduction,
+    full_hessian, BackwardHvp, FeatureMap, ForwardHvp, HvpOperator, MatrixOperator, PulledMetric,
+    Reduction,
 };
 pub use lanczos::{lanczos, symmetric_eigh, Eigenpairs, LanczosOptions};
