@@ -6,7 +6,7 @@
 //!
 //! It trains and generates nothing: re-running it after more runs finished refreshes the summary.
 
-use crate::commands::figures::render::{self, Curve, LinePanel};
+use crate::commands::figures::charts::{self, Curve, LinePanel};
 use crate::io::fs;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -399,7 +399,7 @@ pub fn run(opts: &ReportOptions) -> Result<StudyReport> {
             .collect();
         let png = opts.out.join(format!("study-{dataset}.png"));
         let svg = opts.out.join(format!("study-{dataset}.svg"));
-        render::save_line_panels(&panels, 3, &png, &svg)?;
+        charts::save_line_panels(&panels, 3, &png, &svg)?;
         files.extend([png, svg]);
     }
     let json_path = opts.out.join("study.json");

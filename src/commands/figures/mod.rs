@@ -7,6 +7,7 @@
 //!
 //! The statistics live in [`stats`] and take any generator closure, so they are tested on analytic functions.
 
+pub mod charts;
 pub mod render;
 pub mod stats;
 

@@ -4,9 +4,10 @@
 
 use super::{Distance, GeometryOptions};
 use crate::checkpoint::reference::LoadedGenerator;
-use crate::commands::figures::render::{
-    save_line_panels, save_matrix_heatmap, save_scatter_panels, Curve, LinePanel, ScatterPanel,
+use crate::commands::figures::charts::{
+    save_line_panels, save_scatter_panels, Curve, LinePanel, ScatterPanel,
 };
+use crate::commands::figures::render::save_matrix_heatmap;
 use crate::core::geometry::analysis::{
     cross_quadratic, off_diagonal_stats, pearson, Frame, SpectrumRank,
 };
