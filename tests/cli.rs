@@ -492,3 +492,97 @@ fn the_reference_training_scripts_resolve_to_our_presets() {
         assert_eq!(got, want, "{line} ≠ configs/{preset}.json");
     }
 }
+
+#[test]
+fn geometry_flags_reach_its_options_and_its_defaults_are_the_librarys() {
+    use hessian_gan::commands::geometry::GeometryOptions;
+    let opts = |args: &[&str]| match parse(args).command {
+        Command::Geometry(a) => GeometryOptions::from(&*a),
+        _ => panic!("{args:?}: not geometry"),
+    };
+    let d = opts(&["geometry", "--models", "3"]);
+    let lib = GeometryOptions::default();
+    assert_eq!(
+        format!(
+            "{:?}",
+            GeometryOptions {
+                models: vec!["3".into()],
+                ..lib
+            }
+        ),
+        format!("{d:?}")
+    );
+    let o = opts(&[
+        "geometry",
+        "--models",
+        "3",
+        "4",
+        "--snapshot-kimgs",
+        "12",
+        "--distance",
+        "layer:4",
+        "--ppl-detector",
+        "v.pt",
+        "--cache-dir",
+        "c",
+        "--lpips-native",
+        "--methods",
+        "bp,forward-iter",
+        "--num-points",
+        "30",
+        "--cutoff",
+        "5",
+        "--tol",
+        "1e-4",
+        "--max-steps",
+        "9",
+        "--eps",
+        "1e-4",
+        "--eig-list",
+        "0,2",
+        "--max-dist",
+        "0.5",
+        "--steps",
+        "9",
+        "--sphere",
+        "--action-codes",
+        "3",
+        "--dist-steps",
+        "11",
+        "--batch",
+        "4",
+        "--out",
+        "o",
+        "--results-dir",
+        "r",
+        "--pretrained-dir",
+        "p",
+    ]);
+    assert_eq!(o.models, ["3", "4"]);
+    assert_eq!(o.snapshot_kimgs, ["12"]);
+    assert_eq!(
+        (o.distance.as_str(), o.ppl_detector.as_deref()),
+        ("layer:4", Some("v.pt"))
+    );
+    assert!(o.lpips_native && o.sphere);
+    assert_eq!(o.methods, ["bp", "forward-iter"]);
+    assert_eq!(
+        (o.num_points, o.cutoff, o.max_steps),
+        (30, Some(5), Some(9))
+    );
+    assert_eq!((o.tol, o.eps, o.max_dist), (1e-4, 1e-4, 0.5));
+    assert_eq!(o.eig_list, [0, 2]);
+    assert_eq!(
+        (o.steps, o.action_codes, o.dist_steps, o.batch),
+        (9, 3, 11, 4)
+    );
+    assert_eq!(
+        (
+            o.out.to_str(),
+            o.results_dir.to_str(),
+            o.pretrained_dir.to_str(),
+            o.cache_dir.to_str()
+        ),
+        (Some("o"), Some("r"), Some("p"), Some("c"))
+    );
+}
