@@ -526,6 +526,7 @@ fn geometry_flags_reach_its_options_and_its_defaults_are_the_librarys() {
         "--cache-dir",
         "c",
         "--lpips-native",
+        "--post-norm",
         "--methods",
         "bp,forward-iter",
         "--num-points",
@@ -564,7 +565,7 @@ fn geometry_flags_reach_its_options_and_its_defaults_are_the_librarys() {
         (o.distance.as_str(), o.ppl_detector.as_deref()),
         ("layer:4", Some("v.pt"))
     );
-    assert!(o.lpips_native && o.sphere);
+    assert!(o.lpips_native && o.sphere && o.post_norm);
     assert_eq!(o.methods, ["bp", "forward-iter"]);
     assert_eq!(
         (o.num_points, o.cutoff, o.max_steps),

@@ -12,6 +12,7 @@ use hessian_gan::core::geometry::{
     full_hessian, lanczos, symmetric_eigh, BackwardHvp, ForwardHvp, HvpOperator, LanczosOptions,
     PulledMetric, Reduction,
 };
+use hessian_gan::core::latents::LatentConvention;
 use hessian_gan::metrics::detector::{Detector, DetectorKind};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -235,7 +236,13 @@ fn lpips_layer_and_l2_metrics_equal_finite_difference_jacobians() {
         } else {
             Reduction::Sum
         };
-        let phi = feature_map(&g, distance, det.as_ref(), native);
+        let phi = feature_map(
+            &g,
+            distance,
+            det.as_ref(),
+            native,
+            LatentConvention::PreNorm,
+        );
         // vᵀHv = 2‖Jv‖² (divided by the feature count for the mean), Jv by central differences of φ.
         let h = 1e-3;
         let dv = v.to_kind(Kind::Float).unsqueeze(0) * h;

@@ -30,6 +30,10 @@ pub struct GeometryArgs {
     /// Feed LPIPS G's own resolution instead of upsampling to 256² as PPL does.
     #[arg(long)]
     pub lpips_native: bool,
+    /// Differentiate with respect to the pixel-normalised z with G's own latent normalisation off (visualize's
+    /// default convention; H then has full rank) instead of the raw z that G normalises.
+    #[arg(long)]
+    pub post_norm: bool,
     /// How H is computed, comma-separated, all run at the same codes: bp (full matrix), backward-iter (exact
     /// products + Lanczos), forward-iter (finite differences + Lanczos), auto (bp up to n = 1024). The first is drawn.
     #[arg(long, value_delimiter = ',', default_value = "auto")]
@@ -89,6 +93,7 @@ impl From<&GeometryArgs> for GeometryOptions {
             ppl_detector: a.ppl_detector.clone(),
             cache_dir: a.cache_dir.clone(),
             lpips_native: a.lpips_native,
+            post_norm: a.post_norm,
             methods: a.methods.clone(),
             num_points: a.num_points,
             cutoff: a.cutoff,

@@ -252,7 +252,8 @@ pub struct BenchArgs {
     /// Untimed iterations first (allocator, cuDNN autotuning).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// Which variants: all, or a comma list of hp, nohp, infogan.
+    /// Which variants: all (hp, nohp, infogan), or a comma list of hp, nohp, infogan and geometry (the latent metric
+    /// tensor's methods at one code).
     #[arg(long, default_value = "all")]
     pub variants: String,
     /// Also profile --steps more iterations per variant and add each step's libtorch operators (self and total ms

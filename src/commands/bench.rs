@@ -33,7 +33,7 @@ pub struct BenchOptions {
     pub steps: usize,
     /// Untimed iterations first (allocator, cuDNN autotuning).
     pub warmup: usize,
-    /// Which variants: all, or a comma list of hp, nohp, infogan.
+    /// Which variants: all, or a comma list of hp, nohp, infogan and geometry (not in `all`).
     pub variants: String,
     /// Also profile `steps` more iterations per variant and report the operators' times (CPU).
     pub profile: bool,
@@ -144,6 +144,63 @@ pub struct BenchReport {
     pub peak_memory_gb: Option<f64>,
     /// Measured with the G of the `hp` variant (TF32 only on CUDA, where it exists).
     pub hp_error_vs_fp32: Vec<HpPrecisionError>,
+    /// `--variants geometry`: `geometry`'s methods at one code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geometry: Option<GeometryTiming>,
+}
+
+/// Seconds of each `geometry` method for one reference code of a freshly initialised G (l2 distance at lod 0),
+/// with the products each used.
+#[derive(Debug, Serialize)]
+pub struct GeometryTiming {
+    pub nz: i64,
+    pub cutoff: usize,
+    pub bp_s: f64,
+    pub backward_iter_s: f64,
+    pub forward_iter_s: f64,
+    pub bp_products: u64,
+    pub backward_iter_products: u64,
+    pub forward_iter_products: u64,
+}
+
+/// [`GeometryTiming`] for the configuration's G: the full Hessian (n products), then n/2 − 1 eigenpairs by Lanczos on
+/// exact and on finite-difference products, as the reference's defaults.
+pub fn geometry_timing(net: &NetConfig, device: Device, seed: u64) -> Result<GeometryTiming> {
+    use crate::core::geometry::{
+        full_hessian, lanczos, BackwardHvp, ForwardHvp, HvpOperator, LanczosOptions, PulledMetric,
+        Reduction,
+    };
+    let mut vs = tch::nn::VarStore::new(device);
+    let g = Generator::new(&vs.root(), net);
+    vs.freeze();
+    let z0 = crate::core::latents::seeded_normal(seed, 1, net.nz)?;
+    let phi = |z: &Tensor| Ok((g.forward(z, 0.0, true) + 1.0) / 2.0);
+    let metric = PulledMetric::new(phi, Reduction::Mean, &z0, device)?;
+    let cutoff = ((net.nz / 2 - 1).max(1)) as usize;
+    let mut opts = LanczosOptions::new(cutoff);
+    opts.seed = seed;
+    let t = Instant::now();
+    let mut op = BackwardHvp::new(&metric)?;
+    let _h = full_hessian(&mut op)?;
+    let (bp_s, bp_products) = (t.elapsed().as_secs_f64(), op.products());
+    let t = Instant::now();
+    let mut op = BackwardHvp::new(&metric)?;
+    lanczos(&mut op, &opts)?;
+    let (backward_iter_s, backward_iter_products) = (t.elapsed().as_secs_f64(), op.products());
+    opts.max_restarts = 200;
+    let t = Instant::now();
+    let mut op = ForwardHvp::new(&metric, 1e-3)?;
+    lanczos(&mut op, &opts)?;
+    Ok(GeometryTiming {
+        nz: net.nz,
+        cutoff,
+        bp_s,
+        backward_iter_s,
+        forward_iter_s: t.elapsed().as_secs_f64(),
+        bp_products,
+        backward_iter_products,
+        forward_iter_products: op.products(),
+    })
 }
 
 /// The relative error of the Hessian Penalty computed inside `precision` regions against float32 on the same G, z,
@@ -257,11 +314,16 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
     let fl = flops(&base.net());
     let mut variants = Vec::new();
     let mut hp_errors = Vec::new();
+    let mut geometry = None;
     let bar = crate::io::progress::bar(
         Some((wanted.len() * (args.warmup + args.steps)) as u64),
         "bench iterations",
     );
     for v in wanted {
+        if v == "geometry" {
+            geometry = Some(geometry_timing(&base.net(), device, base.seed)?);
+            continue;
+        }
         let mut cfg = base.clone();
         match v {
             "hp" => {
@@ -280,7 +342,7 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
                 cfg.infogan_nz = cfg.nz.min(4);
             }
             other => anyhow::bail!(
-                "--variants: unknown variant '{other}' (use hp, nohp, infogan or all)"
+                "--variants: unknown variant '{other}' (use hp, nohp, infogan, geometry or all)"
             ),
         }
         cfg.validate()?;
@@ -382,6 +444,7 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
         variants,
         peak_memory_gb: crate::core::device::peak_memory_gb(device),
         hp_error_vs_fp32: hp_errors,
+        geometry,
     };
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(report)

@@ -13,7 +13,8 @@
 //! feeds it — `(x + 1)·127.5` in [0, 255], upsampled to 256² unless `--lpips-native` — because that is the input
 //! this network was exported for; the reference fed [0, 1] images to the `lpips` package without its
 //! normalisation, which we do not copy. `layer:K`: the squared L2 of G's HP layer K (1-based, as `--hp-layers`).
-//! The latent is G's raw z (G normalises it, as in training), so the radial direction has eigenvalue 0.
+//! The latent is G's raw z (G normalises it, as in training), so the radial direction has eigenvalue 0; with
+//! `post_norm` it is the pixel-normalised z with G's normalisation off (`visualize`'s default), and H has full rank.
 
 mod plots;
 
@@ -29,7 +30,7 @@ use crate::core::geometry::{
     full_hessian, lanczos, symmetric_eigh, BackwardHvp, Eigenpairs, FeatureMap, ForwardHvp,
     HvpOperator, LanczosOptions, PulledMetric, Reduction,
 };
-use crate::core::latents;
+use crate::core::latents::{self, LatentConvention};
 use crate::data::npy::npz_f64_bytes;
 use crate::io::{fs, progress};
 use crate::metrics::detector::{Detector, DetectorKind};
@@ -152,6 +153,9 @@ pub struct GeometryOptions {
     pub cache_dir: PathBuf,
     /// Feed LPIPS G's own resolution instead of upsampling to 256² as PPL does.
     pub lpips_native: bool,
+    /// Differentiate with respect to the pixel-normalised z with G's own latent normalisation off (`visualize`'s
+    /// default convention) instead of the raw z.
+    pub post_norm: bool,
     /// Methods, in order; the first one's results are drawn.
     pub methods: Vec<String>,
     /// Reference codes per model.
@@ -192,6 +196,7 @@ impl Default for GeometryOptions {
             ppl_detector: None,
             cache_dir: crate::metrics::DEFAULT_CACHE_DIR.into(),
             lpips_native: false,
+            post_norm: false,
             methods: vec!["auto".into()],
             num_points: 10,
             cutoff: None,
@@ -285,6 +290,8 @@ pub struct ModelGeometry {
     pub resolution: i64,
     pub distance: String,
     pub lpips_input: Option<String>,
+    /// `PreNorm`: the raw z, normalised by G; `PostNorm`: the pixel-normalised z, G's normalisation off.
+    pub latents: LatentConvention,
     pub dir: PathBuf,
     pub seed: u64,
     pub methods: Vec<MethodSummary>,
@@ -390,13 +397,17 @@ pub fn feature_map<'a>(
     distance: Distance,
     detector: Option<&'a Detector>,
     native: bool,
+    convention: LatentConvention,
 ) -> FeatureMap<'a> {
     let lod = g.lod;
+    let normalize = convention.g_normalizes();
     match distance {
-        Distance::L2 => Box::new(move |z: &Tensor| Ok((g.g.forward(z, lod, true) + 1.0) / 2.0)),
+        Distance::L2 => {
+            Box::new(move |z: &Tensor| Ok((g.g.forward(z, lod, normalize) + 1.0) / 2.0))
+        }
         Distance::Lpips => Box::new(move |z: &Tensor| {
             let det = detector.context("internal: lpips without its network")?;
-            let img = g.g.forward(z, lod, true);
+            let img = g.g.forward(z, lod, normalize);
             let x = if native {
                 (img + 1.0) * 127.5
             } else {
@@ -405,7 +416,7 @@ pub fn feature_map<'a>(
             det.lpips_features_differentiable(&x)
         }),
         Distance::Layer(k) => {
-            Box::new(move |z: &Tensor| Ok(g.g.hp_layers(z, lod, &[k], true).remove(0)))
+            Box::new(move |z: &Tensor| Ok(g.g.hp_layers(z, lod, &[k], normalize).remove(0)))
         }
     }
 }
@@ -546,12 +557,18 @@ fn analyse_model(
         );
     }
 
-    let dir = opts.out.join(&mref.visuals_subdir).join(distance.tag());
+    let tag = if opts.post_norm {
+        format!("{}_postnorm", distance.tag())
+    } else {
+        distance.tag()
+    };
+    let dir = opts.out.join(&mref.visuals_subdir).join(tag);
     let points_dir = dir.join("points");
     std::fs::create_dir_all(&points_dir)
         .with_context(|| format!("cannot create {}", points_dir.display()))?;
-    let zs = latents::seeded_normal(seed, opts.num_points as i64, n)?;
-    let phi_for = || feature_map(g, distance, detector, opts.lpips_native);
+    let convention = LatentConvention::from_pre_norm(!opts.post_norm);
+    let zs = convention.prepare(&latents::seeded_normal(seed, opts.num_points as i64, n)?);
+    let phi_for = || feature_map(g, distance, detector, opts.lpips_native, convention);
 
     // Every code, every method: eigenpairs, timed, each written as it is done.
     let p = opts.num_points;
@@ -761,6 +778,7 @@ fn analyse_model(
         avg_vals,
         avg_vecs,
         opts,
+        convention,
         device,
     })?;
 
@@ -770,6 +788,7 @@ fn analyse_model(
         nz: n,
         resolution: net.resolution,
         distance: distance.tag(),
+        latents: convention,
         lpips_input: (distance == Distance::Lpips).then(|| {
             if opts.lpips_native {
                 format!("(x + 1)·127.5 at {0}x{0}", net.resolution)

@@ -12,7 +12,7 @@ use crate::core::geometry::analysis::{
     cross_quadratic, off_diagonal_stats, pearson, Frame, SpectrumRank,
 };
 use crate::core::geometry::{FeatureMap, PulledMetric};
-use crate::core::latents;
+use crate::core::latents::{self, LatentConvention};
 use crate::io::imageio;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,7 @@ pub struct Inputs<'a> {
     pub avg_vals: &'a [f64],
     pub avg_vecs: &'a Tensor,
     pub opts: &'a GeometryOptions,
+    pub convention: LatentConvention,
     pub device: Device,
 }
 
@@ -249,7 +250,11 @@ fn render(inputs: &Inputs, codes: &Tensor) -> Tensor {
             inputs
                 .g
                 .g
-                .forward(&c.to_device(inputs.device), inputs.g.lod, true)
+                .forward(
+                    &c.to_device(inputs.device),
+                    inputs.g.lod,
+                    inputs.convention.g_normalizes(),
+                )
                 .to_device(Device::Cpu)
         })
         .collect();
@@ -285,11 +290,11 @@ fn montages(inputs: &Inputs) -> Result<Vec<PathBuf>> {
     save_montage(inputs, &Tensor::cat(&rows, 0), o.steps, &explore)?;
     // The first listed axis at many codes, one row per code.
     let n = inputs.g.net.nz;
-    let codes = latents::seeded_normal(
+    let codes = inputs.convention.prepare(&latents::seeded_normal(
         inputs.opts.action_codes as u64 + 7919,
         o.action_codes as i64,
         n,
-    )?;
+    )?);
     let v = inputs.avg_vecs.select(1, o.eig_list[0] as i64);
     let rows: Vec<Tensor> = (0..o.action_codes as i64)
         .map(|i| exploration(&codes.get(i), &v, o.max_dist, o.steps, o.sphere))
