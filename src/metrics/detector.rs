@@ -205,13 +205,9 @@ impl Detector {
         })
     }
 
+    /// Runs the module with autograd as the caller has it: the metric paths turn it off, `geometry` differentiates
+    /// through LPIPS.
     fn call(&self, args: &[IValue], n: i64) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        self.call_recording(args, n)
-    }
-
-    /// [`Self::call`] with autograd recording as the caller has it (`geometry` differentiates through LPIPS).
-    fn call_recording(&self, args: &[IValue], n: i64) -> Result<Tensor> {
         let out = self.module.forward_is(args).map_err(|e| {
             anyhow::anyhow!(
                 "{}: {} failed: {}",
@@ -252,23 +248,15 @@ impl Detector {
             "internal: Inception input must be uint8"
         );
         let n = x.size()[0];
+        let _guard = tch::no_grad_guard();
         self.call(&[IValue::Tensor(x), IValue::Bool(true)], n)
     }
 
     /// LPIPS feature vectors `[N, F]` of float images in [0, 255] `[N, C, H, W]` (C = 1 is repeated to RGB); the
     /// distance of two images is the sum of the squared differences of their vectors.
     pub fn lpips_features(&self, images: &Tensor) -> Result<Tensor> {
-        ensure!(
-            self.kind == DetectorKind::Lpips,
-            "internal: LPIPS features from {:?}",
-            self.kind
-        );
-        let x = rgb(images)?.to_kind(Kind::Float);
-        let n = x.size()[0];
-        self.call(
-            &[IValue::Tensor(x), IValue::Bool(false), IValue::Bool(true)],
-            n,
-        )
+        let _guard = tch::no_grad_guard();
+        self.lpips_features_differentiable(images)
     }
 
     /// [`Self::lpips_features`], differentiable in the images (the pulled-back LPIPS metric of `geometry`).
@@ -280,7 +268,7 @@ impl Detector {
         );
         let x = rgb(images)?.to_kind(Kind::Float);
         let n = x.size()[0];
-        self.call_recording(
+        self.call(
             &[IValue::Tensor(x), IValue::Bool(false), IValue::Bool(true)],
             n,
         )
