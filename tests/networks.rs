@@ -1097,13 +1097,15 @@ fn fast_kernels_give_the_plain_path_images_scores_hp_and_gradients() {
         let rel = |a: &Tensor, b: &Tensor| {
             max_abs_diff(a, b) / b.abs().max().double_value(&[]).max(1e-30)
         };
-        for (a, b, what) in [
-            (&img_f, &img_p, "images"),
-            (&s_f, &s_p, "D scores"),
-            (&hp_f, &hp_p, "HP per layer"),
+        // The HP is a variance of second differences divided by ε² = 0.01: it amplifies the float32 rounding of
+        // the two summation orders by ~100, so its bound is 100× the images' (CI saw 1.46e-5 at lod 0).
+        for (a, b, what, tol) in [
+            (&img_f, &img_p, "images", 1e-5),
+            (&s_f, &s_p, "D scores", 1e-5),
+            (&hp_f, &hp_p, "HP per layer", 1e-3),
         ] {
             let e = rel(a, b);
-            assert!(e < 1e-5, "{what} at lod {lod}: relative {e:e}");
+            assert!(e < tol, "{what} at lod {lod}: relative {e:e}");
         }
         assert!(hp_p.min().double_value(&[]) > 0.0);
         // The gradients include the HP's, whose second differences amplify float32 rounding by 1/ε²: the two
