@@ -5,6 +5,7 @@
 //! May import: `config`, `metrics`, `data`, `core`, `io` (ARCHITECTURE.md).
 
 pub mod coded;
+pub mod frozen;
 pub mod import;
 pub mod infogan_cr;
 pub mod reference;

@@ -4,6 +4,7 @@
 //! May import: everything below it (ARCHITECTURE.md). Nothing else in the crate may import `cli` or use clap.
 
 pub mod dataset;
+pub mod discover;
 pub mod evaluate;
 pub mod figures;
 pub mod geometry;
@@ -100,6 +101,10 @@ pub enum Command {
     /// The generator's latent metric tensor (GAN-Geometry): the pulled-back Hessian of an image distance at many
     /// codes (bp, backward-iter, forward-iter), its spectrum, consistency, axis alignment, and eigen-axis montages.
     Geometry(Box<geometry::GeometryArgs>),
+    /// Learn interpretable directions in a frozen generator (ours, imported, or BigGAN 128) with the Hessian
+    /// Penalty of its output with respect to the directions' coefficients, and compare them with coordinate, random,
+    /// PCA and metric-tensor directions (traversals; effect-matrix scores where the data has factors).
+    Discover(Box<discover::DiscoverArgs>),
     /// Summarise a study (scripts/study.sh): per dataset, each arm's last score tick as mean ± std over seeds,
     /// every measure against kimg, traversal stills; study.md, study.json and plots.
     Report {
@@ -205,6 +210,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Geometry(args) => {
             let report = commands::geometry::run(&globals, &(&*args).into())?;
             geometry::print(&report, args.json)?;
+        }
+        Command::Discover(args) => {
+            let report = commands::discover::run(&globals, &args.options()?)?;
+            discover::print(&report, args.json)?;
         }
         Command::Report {
             manifest,

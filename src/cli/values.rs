@@ -4,6 +4,7 @@
 
 use crate::commands::figures::Fig;
 use crate::commands::score::ScoreMethod;
+use crate::core::discover::{DirectionInit, SearchSpace};
 use crate::core::precision::Precision;
 use crate::data::synth::Kind as SynthKind;
 use crate::io::video::VideoFormat;
@@ -84,5 +85,29 @@ choice!(
         Free,
         /// The InfoGAN Q head on real images only.
         Q,
+    }
+);
+
+choice!(
+    /// `discover --search-space`: the components of z the directions live in.
+    SearchSpaceArg => SearchSpace {
+        /// Every component.
+        All,
+        /// The first third (BigGAN: 0–39, the coarse blocks).
+        Coarse,
+        /// The middle third (BigGAN: 40–79).
+        Mid,
+        /// The last third (BigGAN: 80–119, the fine blocks).
+        Fine,
+    }
+);
+
+choice!(
+    /// `discover --init`: how the directions start.
+    DirectionInitArg => DirectionInit {
+        /// Kaiming-normal rows, orthonormalised.
+        Random,
+        /// The coordinate axes.
+        Coords,
     }
 );

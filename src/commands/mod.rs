@@ -4,6 +4,7 @@
 //! May import: `training`, `checkpoint`, `config`, `metrics`, `data`, `core`, `io` (ARCHITECTURE.md).
 
 pub mod bench;
+pub mod discover;
 pub mod evaluate;
 pub mod figures;
 pub mod geometry;

@@ -62,7 +62,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C handler once per process: the first Ctrl-C asks the run to stop after its next snapshot,
 /// a second one exits at once.
-pub(super) fn install_ctrlc() {
+pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
@@ -75,7 +75,7 @@ pub(super) fn install_ctrlc() {
 }
 
 /// Why the run should stop at this tick, if it should: `abort.txt` in the run directory (§2.7) or Ctrl-C.
-pub(super) fn stop_request(run_dir: &Path) -> Option<String> {
+pub fn stop_request(run_dir: &Path) -> Option<String> {
     if run_dir.join("abort.txt").exists() {
         Some("abort.txt found".into())
     } else if INTERRUPTED.load(Ordering::SeqCst) {
