@@ -291,3 +291,59 @@ fn bad_settings_name_the_flag() {
     })
     .contains("discover.json"));
 }
+
+#[test]
+fn visualize_walks_directions_eight_per_video_and_refuses_the_wrong_width() {
+    use hessian_gan::commands::visualize::{self, VisualizeOptions};
+    use hessian_gan::io::video::VideoFormat;
+    let _lock = common::lock();
+    let dir = common::scratch("discover-visualize");
+    let snap = tiny_snapshot(&dir);
+    let globals = Globals {
+        seed: Some(1),
+        ..Globals::default()
+    };
+    let opts = VisualizeOptions {
+        models: vec![snap.display().to_string()],
+        out: dir.join("vis"),
+        samples: 3,
+        steps: 4,
+        format: VideoFormat::Gif,
+        directions: Some("random".into()),
+        ..VisualizeOptions::default()
+    };
+    let sets = visualize::run(&globals, &opts).unwrap();
+    assert_eq!(sets.len(), 1);
+    let set = &sets[0];
+    assert_eq!(set.mode, "directions");
+    for f in [
+        "d000_to_d004.gif",
+        "directions.png",
+        "z.npy",
+        "visualize.json",
+    ] {
+        assert!(
+            set.dir.join(f).is_file(),
+            "{f} missing in {}",
+            set.dir.display()
+        );
+    }
+    let video = set.video.as_ref().unwrap();
+    assert_eq!(video.steps, 8, "two eased halves of --steps frames");
+    // 4 directions of 3 samples: the still has a row per direction.
+    let still = image::open(set.dir.join("directions.png")).unwrap();
+    assert_eq!(still.height(), 4 * 8 + 5 * 2);
+
+    let bad = dir.join("wide.npy");
+    Tensor::zeros([2, 7], cpu()).write_npy(&bad).unwrap();
+    let err = visualize::run(
+        &globals,
+        &VisualizeOptions {
+            directions: Some(bad.display().to_string()),
+            ..opts
+        },
+    )
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("nz = 4") && msg.contains("wide.npy"), "{msg}");
+}

@@ -51,8 +51,8 @@ pub struct DiscoverArgs {
     #[arg(long, default_value_t = 50_000)]
     pub iters: u64,
     /// BigGAN's class for every sample (207 golden retriever, 497 church), or `random` per sample.
-    #[arg(long, default_value = "207")]
-    pub class: String,
+    #[arg(long, default_value = "207", value_parser = parse_class)]
+    pub class: ClassChoice,
     /// Write A_<iter>.npy, its .json and the resumable state every this many iterations.
     #[arg(long, default_value_t = 1000)]
     pub save_every: u64,
@@ -89,13 +89,13 @@ pub struct DiscoverArgs {
 }
 
 /// `--class`: a number or `random`.
-fn class_choice(s: &str) -> anyhow::Result<ClassChoice> {
+pub fn parse_class(s: &str) -> Result<ClassChoice, String> {
     if s == "random" {
         return Ok(ClassChoice::Random);
     }
     s.parse::<i64>()
         .map(ClassChoice::Fixed)
-        .map_err(|_| anyhow::anyhow!("--class {s}: give a class number (e.g. 207) or `random`"))
+        .map_err(|_| format!("give a class number (e.g. 207) or `random`, not {s:?}"))
 }
 
 impl DiscoverArgs {
@@ -120,7 +120,7 @@ impl DiscoverArgs {
             lr: self.lr,
             batch: self.batch,
             iters: self.iters,
-            class: class_choice(&self.class)?,
+            class: self.class,
             save_every: self.save_every,
             log_every: self.log_every,
             vis_during_training: self.vis_during_training,

@@ -95,6 +95,15 @@ pub struct VisualizeArgs {
     /// With --z or --grid: also the float images as .npy [N, C, H, W] (G's output, not quantised or clipped).
     #[arg(long)]
     pub raw: bool,
+    /// Walk directions instead of z's components (docs/spec/progan_hp.md §11): a .npy [k, nz] of directions, one per
+    /// row (discover's A_<iter>.npy or directions.npy; also BigGAN G_ema.pth models), `coords` or `random`. Eight
+    /// directions per video, --samples base latents per row, the eased path 0 → −extent → 0 → +extent → 0 over
+    /// 2·--steps frames.
+    #[arg(long)]
+    pub directions: Option<String>,
+    /// The class of a class-conditional generator (BigGAN) in --directions videos: a number (default 207) or random.
+    #[arg(long, value_parser = crate::cli::discover::parse_class)]
+    pub class: Option<crate::checkpoint::frozen::ClassChoice>,
 }
 
 impl From<VisualizeArgs> for VisualizeOptions {
@@ -128,6 +137,8 @@ impl From<VisualizeArgs> for VisualizeOptions {
             side_by_side: a.side_by_side,
             z: a.z,
             raw: a.raw,
+            directions: a.directions,
+            class: a.class,
         }
     }
 }

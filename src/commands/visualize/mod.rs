@@ -5,6 +5,9 @@
 //! shows a row per component and a column per base z, that component set to the s-th of `--steps` values from
 //! −extent to +extent. Every set of outputs comes with the raw latents it used (`z.npy`) and a `visualize.json`.
 
+pub mod directions;
+
+use crate::checkpoint::frozen::ClassChoice;
 use crate::checkpoint::reference::{self, LoadedGenerator, ModelRef, Resolver};
 use crate::commands::Globals;
 use crate::core::latents::{self, LatentConvention};
@@ -87,6 +90,10 @@ pub struct VisualizeOptions {
     pub z: Option<PathBuf>,
     /// With --z or --grid: also the float images as .npy [N, C, H, W] (G's output, not quantised or clipped).
     pub raw: bool,
+    /// Walk these directions instead of z's components: a `.npy` `[k, nz]` (discover's A), `coords` or `random`.
+    pub directions: Option<String>,
+    /// The class of a class-conditional generator (BigGAN) in `--directions` videos (default 207).
+    pub class: Option<ClassChoice>,
 }
 
 impl Default for VisualizeOptions {
@@ -120,6 +127,8 @@ impl Default for VisualizeOptions {
             side_by_side: false,
             z: None,
             raw: false,
+            directions: None,
+            class: None,
         }
     }
 }
@@ -173,6 +182,16 @@ pub fn run_with(
     args: &VisualizeOptions,
 ) -> Result<Vec<OutputSet>> {
     validate(args)?;
+    if let Some(d) = &args.directions {
+        let outputs = directions::run(
+            globals,
+            resolver,
+            args,
+            &directions::DirectionSource::parse(d),
+        )?;
+        write_records(&outputs)?;
+        return Ok(outputs);
+    }
     let device = globals.device.resolve()?;
     // Read given latents first: a bad file fails before any model is downloaded or loaded.
     let given_z = args.z.as_deref().map(latents::read_z).transpose()?;
@@ -257,11 +276,17 @@ pub fn run_with(
             }
         }
     }
-    for set in &outputs {
+    write_records(&outputs)?;
+    Ok(outputs)
+}
+
+/// `visualize.json` in every output folder.
+fn write_records(outputs: &[OutputSet]) -> Result<()> {
+    for set in outputs {
         let json = serde_json::to_string_pretty(set)?;
         fs::write_bytes_atomic(&set.dir.join("visualize.json"), json.as_bytes())?;
     }
-    Ok(outputs)
+    Ok(())
 }
 
 fn validate(args: &VisualizeOptions) -> Result<()> {
@@ -298,6 +323,16 @@ fn validate(args: &VisualizeOptions) -> Result<()> {
     ensure!(
         !args.raw || args.z.is_some() || args.grid,
         "--raw applies to --z and --grid renders"
+    );
+    ensure!(
+        args.directions.is_none()
+            || !(args.z.is_some() || args.grid || args.stills_only || args.side_by_side),
+        "--directions writes direction videos; it cannot be combined with --z, --grid, --stills-only or \
+         --side-by-side"
+    );
+    ensure!(
+        args.class.is_none() || args.directions.is_some(),
+        "--class applies to --directions videos of a class-conditional generator (BigGAN)"
     );
     Ok(())
 }
