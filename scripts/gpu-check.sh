@@ -18,6 +18,9 @@
 #   figures   Table 2 (diag) and the activeness figure of the trained snapshot
 #   cr-train  a short InfoGAN-CR run on dSprites (CUDA: 64², batch 64, 2,000 iterations with CR from 1,600; CPU: 32²,
 #             batch 16, 40 iterations): iterations per second and the loss lines
+#   discover  HP direction discovery in a random-weight BigGAN 128 (scripts/make_random_biggan.py; CUDA: the full
+#             ch-96 generator, batch 96, 120 directions, 60 iterations; CPU: the trained snapshot above, 10
+#             iterations): seconds per iteration (speed only: random weights make meaningless pictures)
 #
 # Environment: HG_BIN (default target/release/hessian-gan, built if missing), PYTHON (default .venv/bin/python, else
 # /opt/torch/.venv/bin/python). A binary outside target/release finds libtorch through LD_LIBRARY_PATH, which is set
@@ -63,12 +66,14 @@ if [ "$device" = cpu ]; then
     data_res=16; data_count=512; fid_images=64; ppl_samples=8; diag_samples=20
     cr_flags=(--set resolution=32 --set batch=16 --set cr_batch=16 --set iterations=40 --set cr_coe_increase_batch=30
               --set log_every=10 --set snapshot_every=40 --set image_every=0); cr_res=32; cr_count=512
+    discover_flags=(--iters 10 --batch 8 --log-every 5)
 else
     bench_flags=(--config configs/clevr_simple_hp.json --resolution 128); steps=10; warmup=3; precisions=(fp32 tf32 bf16)
     train_flags=(--resolution 64 --lod-training-kimg 0.5 --lod-transition-kimg 0.5 --tick-kimg 1 --total-kimg 3)
     data_res=64; data_count=4000; fid_images=2000; ppl_samples=500; diag_samples=100
     cr_flags=(--set resolution=64 --set iterations=2000 --set cr_coe_increase_batch=1600 --set log_every=200
               --set snapshot_every=1000 --set image_every=1000); cr_res=64; cr_count=20000
+    discover_flags=(--iters 60 --batch 96 --log-every 20)
 fi
 
 steps_tsv="$out/steps.tsv"
@@ -130,6 +135,14 @@ step figures "$bin" "${g[@]}" figures --models "$last" --fig diag --samples "$di
 step cr-dataset "$bin" "${g[@]}" dataset synth --kind dsprites --count "$cr_count" --resolution "$cr_res" "$work/datasets/dsp"
 step cr-train "$bin" "${g[@]}" train --config configs/infogan_cr_dsprites.json --set dataset="$work/datasets/dsp" \
     --set results_dir="$work/cr" "${cr_flags[@]}"
+if [ "$device" = cpu ]; then
+    discover_model="$last"
+else
+    step biggan "$python" scripts/make_random_biggan.py "$work/biggan/G_ema.pth"
+    discover_model="$work/biggan/G_ema.pth"
+fi
+step discover "$bin" "${g[@]}" discover --models "$discover_model" "${discover_flags[@]}" --out "$work/discover" \
+    --no-compare --json
 
 # The report: every figure above in report.json, and report.md for people.
 "$python" - "$out" "$device" "$run" "$last" "$resumed" <<'EOF'
@@ -163,6 +176,8 @@ report["evaluate"] = load("evaluate.out")
 report["figures"] = sorted(os.listdir(os.path.join(out, "figures")))
 # InfoGAN-CR: the log lines `it N/M | D … | … | R it/s`.
 cr_lines = [l for l in open(os.path.join(out, "cr-train.err")) if re.search(r"^it \d+/\d+ \|", l)]
+report["discover"] = json.load(open(os.path.join(out, "discover.out")))
+report["discover"]["seconds_per_iteration"] = report["discover"]["seconds"] / max(1, report["discover"]["iterations"])
 report["infogan_cr"] = [{"iteration": int(re.match(r"it (\d+)", l).group(1)),
                          "iterations_per_s": float(re.search(r"([\d.]+) it/s", l).group(1)), "line": l.strip()}
                         for l in cr_lines]
@@ -194,6 +209,9 @@ md += [f"| {c['kimg']} | {c.get('Loss/G', float('nan')):.4f} | {c.get('Loss/D', 
 md += ["", "## evaluate (stand-in detectors)", "", "```", json.dumps(report["evaluate"], indent=1)[:2000], "```",
        "", "## figures", ""] + [f"- {f}" for f in report["figures"]]
 md += ["", "## InfoGAN-CR (short run)", ""] + [f"    {c['line']}" for c in report["infogan_cr"]]
+d = report["discover"]
+md += ["", "## discover (speed only)", "", f"`{d['model']}`: {d['iterations']} iterations in {d['seconds']:.1f} s, "
+       f"{d['seconds_per_iteration']:.3f} s per iteration (including loading), final HP {d['final_penalty']:.4g}"]
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 if device == "cpu" and not res["bitwise_equal"]:

@@ -160,13 +160,14 @@ pub fn print(report: &DiscoverReport, json: bool) -> anyhow::Result<()> {
     }
     let f = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.3}"));
     println!(
-        "{:<12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
-        "directions", "effect-D", "effect-C", "max", "FactorVAE", "MIG", "DCI-D"
+        "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+        "directions", "HP", "effect-D", "effect-C", "max", "FactorVAE", "MIG", "DCI-D"
     );
     for s in &c.sets {
         println!(
-            "{:<12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "{:<12} {:>9.4} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}",
             s.name,
+            s.penalty,
             f(s.effect_disentanglement),
             f(s.effect_completeness),
             f(s.effect_max),

@@ -13,7 +13,10 @@ use crate::checkpoint::frozen::FrozenGenerator;
 use crate::checkpoint::snapshot_config;
 use crate::commands::figures::render::save_matrix_heatmap;
 use crate::commands::Globals;
-use crate::core::discover::{complete_basis, gram_schmidt, orthonormality_error};
+use crate::core::discover::{
+    complete_basis, discovery_loss, discovery_penalty, draw_coefficients, gram_schmidt,
+    orthonormality_error,
+};
 use crate::core::geometry::hvp::Reduction as DistanceReduction;
 use crate::core::geometry::{full_hessian, symmetric_eigh, BackwardHvp, PulledMetric};
 use crate::core::traversal;
@@ -30,6 +33,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Settings of the comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CompareOptions {
     /// Baselines to compute: any of coords, random, pca, geometry.
     pub baselines: Vec<String>,
@@ -50,6 +54,8 @@ pub struct CompareOptions {
     pub geometry_points: i64,
     /// Columns of the traversal pictures.
     pub steps: i64,
+    /// Batches (of 32 latents) of the penalty each set is measured with.
+    pub penalty_batches: i64,
 }
 
 impl Default for CompareOptions {
@@ -70,6 +76,7 @@ impl Default for CompareOptions {
             pca_samples: 5000,
             geometry_points: 8,
             steps: 9,
+            penalty_batches: 16,
         }
     }
 }
@@ -81,6 +88,10 @@ pub struct SetReport {
     /// `<set>.npy`: the directions `[k, nz]`, one per row.
     pub directions: PathBuf,
     pub traversal: PathBuf,
+    /// The discovery loss of the set (the HP in the coefficients), averaged over
+    /// `penalty_batches` batches whose latents, directions, distances and signs are the same for every set: the
+    /// objective discovery lowers, comparable across sets.
+    pub penalty: f64,
     /// With a dataset with factors: the effect matrix of the set's directions (rows) on the factors.
     pub effect: Option<Vec<Vec<f64>>>,
     pub effect_disentanglement: Option<f64>,
@@ -214,6 +225,26 @@ fn geometry_directions(g: &FrozenGenerator, k: i64, points: i64, seed: u64) -> R
         .contiguous())
 }
 
+/// The mean discovery loss of directions `q` (`[k, nz]`) over `batches` batches of 32, every draw seeded so that
+/// all sets see the same latents, classes, directions, distances and signs.
+pub fn mean_penalty(g: &FrozenGenerator, q: &Tensor, path_size: f64, batches: i64) -> Result<f64> {
+    let device = g.device();
+    let q = q.to_device(device);
+    let k = q.size()[0];
+    let mut sum = 0.0;
+    for b in 0..batches {
+        tch::manual_seed(1_000 + b);
+        let z = Tensor::randn([32, g.nz()], (Kind::Float, device));
+        let classes = g.classes(32).repeat([2 * discovery_penalty().k as i64]);
+        let w = draw_coefficients(32, k, path_size, device);
+        let signs = discovery_penalty().rademacher(&w);
+        let gen = |x: &Tensor| g.forward(x, &classes);
+        let loss = tch::no_grad(|| discovery_loss(&gen, &z, &w, &q, Some(&signs)))?;
+        sum += loss.double_value(&[]);
+    }
+    Ok(sum / batches.max(1) as f64)
+}
+
 /// Traversal picture of a set: a row per direction (at most 16), `steps` columns from −extent to +extent at one
 /// base latent.
 fn traversal_picture(
@@ -323,10 +354,12 @@ pub fn run(
         crate::core::latents::write_npy(dirs, &npy)?;
         let picture = dir.join(format!("traversal_{name}.png"));
         traversal_picture(g, dirs, opts, &picture)?;
+        let penalty = mean_penalty(g, dirs, discover.path_size, opts.penalty_batches)?;
         let mut report = SetReport {
             name: name.clone(),
             directions: npy,
             traversal: picture,
+            penalty,
             effect: None,
             effect_disentanglement: None,
             effect_completeness: None,

@@ -32,6 +32,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Settings of `discover` (the command line: `cli::discover::DiscoverArgs`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DiscoverOptions {
     /// A snapshot, run directory, results run number or pretrained name; or a BigGAN `G_ema.pth`.
     pub model: String,
