@@ -35,6 +35,9 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 const LEGACY_PROTOCOL: i64 = 1001;
 /// The largest `data.pkl` read from a zip (the pickle holds names and shapes, not data).
 const MAX_PICKLE_BYTES: u64 = 1 << 30;
+/// The most elements a tensor may have beyond its storage's (stride-0 views repeat elements; copying a crafted one
+/// could ask for any amount of memory).
+const MAX_EXPANDED: i64 = 1 << 24;
 
 /// Reads the state dict at `path` (zip or legacy format, detected from the first bytes). Errors name the file and
 /// say what to do: a refused global (named), a truncated storage, a top level that is not a dict of tensors.
@@ -259,6 +262,13 @@ fn view(storage: &Tensor, numel: i64, t: &TensorRef) -> Result<Tensor> {
         t.stride
     );
     if !t.size.contains(&0) {
+        let elements = t.size.iter().try_fold(1i64, |a, &n| a.checked_mul(n));
+        ensure!(
+            elements.is_some_and(|e| e <= numel.max(MAX_EXPANDED)),
+            "malformed tensor: size {:?} repeats the {numel} elements of storage '{}' beyond {MAX_EXPANDED}",
+            t.size,
+            t.key
+        );
         let last = t
             .size
             .iter()
@@ -516,6 +526,7 @@ mod tests {
             r(0, vec![2], vec![-1]),
             r(0, vec![2, 2], vec![1]),
             r(0, vec![i64::MAX, 2], vec![i64::MAX, 1]),
+            r(0, vec![1 << 30], vec![0]),
         ] {
             let err = format!("{:#}", view(&st, 6, &bad).err().unwrap());
             assert!(
