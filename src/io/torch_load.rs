@@ -224,7 +224,10 @@ fn storage_types(refs: &[(String, TensorRef)]) -> Result<HashMap<String, &'stati
 /// A storage's raw bytes as a 1-D tensor of Float (floating types) or Int64 (the rest).
 fn storage_tensor(bytes: &[u8], ty: &str, little_endian: bool) -> Result<Tensor> {
     let size = element_size(ty);
-    ensure!(bytes.len() % size == 0, "internal error: ragged storage");
+    ensure!(
+        bytes.len().is_multiple_of(size),
+        "internal error: ragged storage"
+    );
     let numel = (bytes.len() / size) as i64;
     let swapped;
     let bytes = if little_endian || size == 1 {
