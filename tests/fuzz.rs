@@ -4,7 +4,7 @@
 //! panic, no hang (a time bound per input), no unbounded allocation (a header that claims 10¹² elements fails before
 //! allocating; an attempt would abort the test process).
 //!
-//! Parsers: the restricted pickle reader, the TFRecord reader, the protobuf Example decoder, the npy reader, the
+//! Parsers: the restricted pickle reader, the PyTorch state-dict reader (both formats), the TFRecord reader, the protobuf Example decoder, the npy reader, the
 //! snapshot (safetensors) loader, `dataset.json` with its levels (`Dataset::open`), and training-config JSON.
 //! `FUZZ_INPUTS` sets the inputs per parser (default 1500, what CI runs; `scripts/fuzz.sh` runs 100,000) and
 //! `FUZZ_SEED` the seed. A failing input is written to `target/fuzz-failure-<parser>.bin`.
@@ -15,8 +15,9 @@ use common::env_or;
 use hessian_gan::config::TrainConfig;
 use hessian_gan::core::rng::Rng;
 use hessian_gan::data::Dataset;
-use hessian_gan::io::{pickle, safetensors, tfrecord};
+use hessian_gan::io::{pickle, safetensors, tfrecord, torch_load};
 use std::collections::HashMap;
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -177,6 +178,65 @@ fn pickle_reader() {
         fixture("malicious_os_system.pkl"),
     ];
     fuzz("pickle", &seeds, |b| pickle::load(b).is_ok());
+}
+
+/// The state-dict pickle of `{'w': <2×3 float tensor in storage '0' at offset 1, strides (3, 1)>}` as `torch.save`
+/// writes it (protocol 2); `view` appends the legacy format's sixth persistent-id field.
+fn state_dict_pickle(view: bool) -> Vec<u8> {
+    let mut p = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n\
+        ((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x07"
+        .to_vec();
+    if view {
+        p.push(b'N');
+    }
+    p.extend(b"tQK\x01K\x02K\x03\x86K\x03K\x01\x86\x89h\x00)RtRu.");
+    p
+}
+
+/// The two seeds of the state-dict reader: a zip archive and a legacy file, each holding [`state_dict_pickle`] and a
+/// storage of 7 floats 0..6.
+fn state_dict_seeds() -> Vec<Vec<u8>> {
+    let data: Vec<u8> = (0..7).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in [
+        ("archive/data.pkl", state_dict_pickle(false)),
+        ("archive/byteorder", b"little".to_vec()),
+        ("archive/data/0", data.clone()),
+    ] {
+        zip.start_file(name, stored).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    let zip = zip.finish().unwrap().into_inner();
+    let mut legacy =
+        b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.".to_vec();
+    legacy.extend(b"\x80\x02}X\x0d\x00\x00\x00little_endian\x88s.");
+    legacy.extend(state_dict_pickle(true));
+    legacy.extend(b"\x80\x02]X\x01\x00\x00\x000a.");
+    legacy.extend(7u64.to_le_bytes());
+    legacy.extend(data);
+    vec![zip, legacy]
+}
+
+#[test]
+fn torch_state_dict_reader() {
+    let dir = common::scratch("fuzz-torch");
+    let target = dir.join("input.pth");
+    let seeds = state_dict_seeds();
+    for seed in &seeds {
+        std::fs::write(&target, seed).unwrap();
+        let sd = torch_load::load_state_dict(&target).unwrap();
+        assert_eq!(sd.len(), 1);
+        assert_eq!(sd[0].0, "w");
+        let values: Vec<f32> = Vec::try_from(sd[0].1.flatten(0, -1)).unwrap();
+        assert_eq!(values, [1., 2., 3., 4., 5., 6.]);
+    }
+    fuzz("torch_load", &seeds, |b| {
+        std::fs::write(&target, b).unwrap();
+        torch_load::load_state_dict(&target).is_ok()
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

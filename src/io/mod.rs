@@ -1,6 +1,6 @@
 //! The I/O layer: files and formats, with no knowledge of GANs. Atomic writes (`fs`), images, video, the
-//! reference's pickles and TFRecords, TensorBoard event files, raw safetensors, HTTP downloads and the catalogue of
-//! downloadable resources, progress bars and the logging facade.
+//! reference's pickles, PyTorch state dicts (`torch_load`), TFRecords, TensorBoard event files, raw safetensors, HTTP
+//! downloads and the catalogue of downloadable resources, progress bars and the logging facade.
 //!
 //! May import: nothing of this crate outside `io` (ARCHITECTURE.md).
 
@@ -14,4 +14,5 @@ pub mod resources;
 pub mod safetensors;
 pub mod tensorboard;
 pub mod tfrecord;
+pub mod torch_load;
 pub mod video;

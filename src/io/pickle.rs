@@ -11,6 +11,12 @@
 //! each is a tag that this interpreter turns into data (an array, a dtype, a `Network` record). The embedded Python
 //! source of the reference's networks (`build_module_src`) is an ordinary string and is never looked at.
 //!
+//! The same machine reads the pickle inside a PyTorch `torch.save` file under a second allow-list
+//! ([`AllowList::TorchStateDict`], used by `io::torch_load`): `collections.OrderedDict`, `torch._utils._rebuild_tensor`
+//! / `_rebuild_tensor_v2` / `_rebuild_parameter` and the `torch[.cuda].<Type>Storage` classes, with the persistent-id
+//! opcodes that name a tensor's storage. Those calls are not made either: REDUCE records them as
+//! [`Value::Reduced`] and a persistent id becomes [`Value::PersistentId`], which the caller interprets.
+//!
 //! serde-pickle was considered: it resolves only a fixed set of builtin globals and either errors on others or
 //! replaces them with `None`, so it cannot rebuild NumPy arrays or the `Network` objects; this interpreter is small.
 
@@ -42,11 +48,51 @@ pub enum Global {
     Object,
     /// `collections.OrderedDict` and `dnnlib.util.EasyDict`: dict subclasses, read as dicts.
     DictClass,
+    /// `torch._utils._rebuild_tensor_v2` / `_rebuild_tensor` (torch flavour only): a tensor as
+    /// `(storage, offset, size, stride, …)`.
+    TorchRebuildTensor,
+    /// `torch._utils._rebuild_parameter` (torch flavour only): `(tensor, requires_grad, hooks)`.
+    TorchRebuildParameter,
+    /// `torch.<T>Storage` / `torch.cuda.<T>Storage` (torch flavour only), holding `T` (`"Float"`, `"Half"`, …): the
+    /// element type named in a storage's persistent id.
+    TorchStorage(&'static str),
 }
+
+/// Which globals a pickle may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowList {
+    /// The reference's TF checkpoints: NumPy arrays and scalars, `dnnlib` networks (persistent ids refused).
+    Reference,
+    /// A PyTorch state dict: `OrderedDict`, the tensor rebuild functions and the storage classes, with persistent
+    /// ids. No NumPy, no `_codecs`, no `copyreg`.
+    TorchStateDict,
+}
+
+/// The element types of `torch.<T>Storage` a state dict may name.
+const TORCH_STORAGES: [&str; 10] = [
+    "Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
+];
 
 impl Global {
     /// The allow-list: `module.name` → tag.
-    fn lookup(module: &str, name: &str) -> Option<Self> {
+    fn lookup(module: &str, name: &str, allow: AllowList) -> Option<Self> {
+        if allow == AllowList::TorchStateDict {
+            return match (module, name) {
+                ("collections", "OrderedDict") => Some(Self::DictClass),
+                ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => {
+                    Some(Self::TorchRebuildTensor)
+                }
+                ("torch._utils", "_rebuild_parameter") => Some(Self::TorchRebuildParameter),
+                ("torch" | "torch.cuda", _) => {
+                    let ty = name.strip_suffix("Storage")?;
+                    TORCH_STORAGES
+                        .iter()
+                        .find(|&&t| t == ty)
+                        .map(|&t| Self::TorchStorage(t))
+                }
+                _ => None,
+            };
+        }
         Some(match (module, name) {
             ("dnnlib.tflib.network", "Network") => Self::Network,
             ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
@@ -243,6 +289,11 @@ pub enum Value {
     /// An allowed global, not yet applied.
     Global(Global),
     Obj(Rc<RefCell<Obj>>),
+    /// A persistent id (BINPERSID / PERSID, torch flavour only): the pid object itself, for the caller to resolve
+    /// (a torch storage reference `('storage', <Type>Storage, key, location, numel[, view])`).
+    PersistentId(Rc<Value>),
+    /// A REDUCE of a torch rebuild function (torch flavour only), recorded with its arguments and not called.
+    Reduced(Global, Rc<Vec<Value>>),
 }
 
 impl Value {
@@ -269,6 +320,8 @@ impl Value {
                 Obj::Array(a) => format!("ndarray {:?} {}", a.shape, a.dtype),
                 Obj::Dtype(d) => format!("dtype {d}"),
             },
+            Self::PersistentId(_) => "persistent id".into(),
+            Self::Reduced(g, _) => format!("call of {g:?}"),
         }
     }
 
@@ -391,10 +444,12 @@ impl Value {
     }
 }
 
-/// A loaded pickle: the top-level value and the protocol it declared (0 when it had no PROTO opcode).
+/// A loaded pickle: the top-level value, the protocol it declared (0 when it had no PROTO opcode) and its length in
+/// bytes up to and including STOP (what follows may be another pickle or data, as in PyTorch's legacy format).
 pub struct Loaded {
     pub value: Value,
     pub protocol: u8,
+    pub len: usize,
 }
 
 /// Reads a pickle file; errors name the file.
@@ -406,6 +461,11 @@ pub fn load_file(path: &Path) -> Result<Loaded> {
 
 /// Interprets a pickle held in memory (see the module documentation for what is accepted).
 pub fn load(bytes: &[u8]) -> Result<Loaded> {
+    load_with(bytes, AllowList::Reference)
+}
+
+/// Interprets the pickle at the start of `bytes` under the given allow-list; bytes after its STOP are ignored.
+pub fn load_with(bytes: &[u8], allow: AllowList) -> Result<Loaded> {
     let mut m = Machine {
         data: bytes,
         pos: 0,
@@ -413,11 +473,13 @@ pub fn load(bytes: &[u8]) -> Result<Loaded> {
         marks: Vec::new(),
         memo: HashMap::new(),
         protocol: 0,
+        allow,
     };
     let value = m.run()?;
     Ok(Loaded {
         value,
         protocol: m.protocol,
+        len: m.pos,
     })
 }
 
@@ -429,6 +491,7 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Value>,
     protocol: u8,
+    allow: AllowList,
 }
 
 impl Machine<'_> {
@@ -534,8 +597,13 @@ impl Machine<'_> {
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<Value> {
-        match Global::lookup(module, name) {
+        match Global::lookup(module, name, self.allow) {
             Some(g) => Ok(Value::Global(g)),
+            None if self.allow == AllowList::TorchStateDict => bail!(
+                "refused to load: the pickle names the global {module}.{name}, which a PyTorch state dict does not \
+                 need (a pickle can run arbitrary code through globals; this reader never calls any); if the file \
+                 holds a whole pickled model, save model.state_dict() instead"
+            ),
             None => bail!(
                 "refused to load: the pickle names the global {module}.{name}, which is not one of the NumPy / \
                  dnnlib.tflib.network classes a reference checkpoint uses (a pickle can run arbitrary code through \
@@ -831,6 +899,15 @@ impl Machine<'_> {
                      protocol 2 or later",
                     if op == b'i' { "INST" } else { "OBJ" }
                 ),
+                b'Q' if self.allow == AllowList::TorchStateDict => {
+                    let pid = self.pop("BINPERSID")?;
+                    self.stack.push(Value::PersistentId(Rc::new(pid)));
+                }
+                b'P' if self.allow == AllowList::TorchStateDict => {
+                    let pid = self.line("PERSID")?;
+                    self.stack
+                        .push(Value::PersistentId(Rc::new(Value::Str(pid))));
+                }
                 b'P' | b'Q' => {
                     bail!("refused to load: persistent IDs (opcode at byte {at}) are not supported")
                 }
@@ -1001,7 +1078,10 @@ impl Machine<'_> {
                 }
                 Ok(d)
             }
-            Global::Network | Global::Ndarray | Global::Object => bail!(
+            Global::TorchRebuildTensor | Global::TorchRebuildParameter => {
+                Ok(Value::Reduced(g, Rc::new(args)))
+            }
+            Global::Network | Global::Ndarray | Global::Object | Global::TorchStorage(_) => bail!(
                 "unsupported pickle: REDUCE at byte {at} calls {g:?} directly (expected NEWOBJ + BUILD)"
             ),
         }
@@ -1296,6 +1376,48 @@ mod tests {
         assert!(format!("{:#}", load(huge).err().unwrap()).contains("truncated"));
         for junk in [&b"\xff"[..], b"\x80\x02t.", b"\x80\x02h\x05.", b"\x80\x02."] {
             assert!(load(junk).is_err());
+        }
+    }
+
+    #[test]
+    fn torch_flavour_records_persistent_ids_and_rebuild_calls_only() {
+        // _rebuild_tensor_v2(<pid ('storage', torch.cuda.HalfStorage, '0', 'cuda:0', 2)>, 0, (2,), (1,)), then STOP
+        // with the length of the pickle reported and a trailing byte ignored.
+        let p = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch.cuda\nHalfStorage\nX\x01\x00\x00\x000X\x06\x00\x00\x00cuda:0K\x02tQK\x00K\x02\x85K\x01\x85tR.\xff";
+        let l = load_with(p, AllowList::TorchStateDict).unwrap();
+        assert_eq!(l.len, p.len() - 1);
+        let Value::Reduced(Global::TorchRebuildTensor, args) = &l.value else {
+            panic!("{}", l.value.type_name());
+        };
+        let Value::PersistentId(pid) = &args[0] else {
+            panic!("{}", args[0].type_name());
+        };
+        let pid = pid.as_seq().unwrap();
+        assert!(matches!(
+            pid[1],
+            Value::Global(Global::TorchStorage("Half"))
+        ));
+        // The reference flavour refuses the torch globals and persistent ids; the torch flavour refuses NumPy.
+        let err = format!("{:#}", load(p).err().unwrap());
+        assert!(err.contains("torch._utils._rebuild_tensor_v2"), "{err}");
+        let np = b"\x80\x02cnumpy\ndtype\nX\x02\x00\x00\x00f4\x85R.";
+        assert!(load(np).is_ok());
+        let err = format!(
+            "{:#}",
+            load_with(np, AllowList::TorchStateDict).err().unwrap()
+        );
+        assert!(
+            err.contains("numpy.dtype") && err.contains("state_dict()"),
+            "{err}"
+        );
+        for bad in ["FloatTensor", "Storage", "load", "UntypedStorage"] {
+            let mut q = b"\x80\x02ctorch\n".to_vec();
+            q.extend(format!("{bad}\n.").bytes());
+            let err = format!(
+                "{:#}",
+                load_with(&q, AllowList::TorchStateDict).err().unwrap()
+            );
+            assert!(err.contains(&format!("torch.{bad}")), "{err}");
         }
     }
 }

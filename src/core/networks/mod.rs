@@ -1,5 +1,6 @@
 //! The ProGAN "paper" networks of the reference (docs/spec/progan_hp.md §1, §15.1, §15.3–§15.5): the generator with its
-//! numbered Hessian-Penalty layers, the discriminator with minibatch stddev, and the InfoGAN Q head.
+//! numbered Hessian-Penalty layers, the discriminator with minibatch stddev, and the InfoGAN Q head. `biggan` holds the
+//! frozen, pretrained BigGAN-PyTorch generator of §11; `infogan_cr` the InfoGAN-CR networks.
 //!
 //! Tensors stay on the input's device and the forward passes never read a value back to the host: `lod` is a host
 //! `f64` that selects the active blocks.
@@ -34,6 +35,7 @@
 //! `conv2d_downscale2d` equals the same-kernel conv followed by 2×2 average pooling, so D's weights are not rotated.
 //! Dense layers flatten NCHW in C-major order (`c·H·W + h·W + w`) in both frameworks.
 
+pub mod biggan;
 pub mod discriminator;
 pub mod generator;
 pub mod infogan_cr;
