@@ -281,3 +281,68 @@ fn truncated_and_foreign_files_give_clear_errors() {
     let err = err_of(load_state_dict(&scratch.join("absent.pth")));
     assert!(err.contains("absent.pth"), "{err}");
 }
+
+#[test]
+fn discovery_and_direction_videos_run_on_biggan() {
+    use hessian_gan::checkpoint::frozen::ClassChoice;
+    use hessian_gan::commands::discover::{self, DiscoverOptions};
+    use hessian_gan::commands::visualize::{self, VisualizeOptions};
+    use hessian_gan::commands::Globals;
+    use hessian_gan::core::discover::{orthonormality_error, SearchSpace};
+    use hessian_gan::io::video::VideoFormat;
+    let _lock = common::lock();
+    let dir = common::scratch("biggan-discover");
+    let model = fixtures().join("biggan_zip.pth");
+    let globals = Globals {
+        seed: Some(2),
+        ..Globals::default()
+    };
+    let opts = DiscoverOptions {
+        model: model.display().to_string(),
+        out: dir.join("runs"),
+        ndirs: Some(4),
+        search_space: SearchSpace::Mid,
+        class: ClassChoice::Random,
+        iters: 2,
+        batch: 2,
+        save_every: 1,
+        skip_compare: true,
+        ..DiscoverOptions::default()
+    };
+    let report = discover::run(&globals, &opts).unwrap();
+    assert!(report.final_penalty.is_finite() && report.final_penalty > 0.0);
+    let a = Tensor::read_npy(report.run_dir.join("A_000002.npy")).unwrap();
+    assert_eq!(a.size(), vec![4, 40], "mid: 40 components of BigGAN's z");
+    assert!(orthonormality_error(&a) < 1e-6);
+    let full = Tensor::read_npy(&report.directions).unwrap();
+    assert_eq!(full.size(), vec![4, 120]);
+    assert_eq!(full.narrow(1, 0, 40).abs().max().double_value(&[]), 0.0);
+    // A class the model does not have is refused, naming the flag.
+    let err = discover::run(
+        &globals,
+        &DiscoverOptions {
+            class: ClassChoice::Fixed(10),
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("--class 10"), "{err:#}");
+
+    let sets = visualize::run(
+        &globals,
+        &VisualizeOptions {
+            models: vec![model.display().to_string()],
+            out: dir.join("vis"),
+            samples: 2,
+            steps: 2,
+            format: VideoFormat::Gif,
+            directions: Some(report.directions.display().to_string()),
+            class: Some(ClassChoice::Fixed(3)),
+            ..VisualizeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(sets[0].dir.join("d000_to_d004.gif").is_file());
+    let still = image::open(sets[0].dir.join("directions.png")).unwrap();
+    assert_eq!(still.height(), 4 * 128 + 5 * 2, "a row per direction");
+}

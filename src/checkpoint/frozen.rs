@@ -3,7 +3,8 @@
 //! `visualize --directions` walks them; both only need `z ↦ image`, deterministic and differentiable in z.
 
 use super::reference::{load_gs, LoadedGenerator};
-use anyhow::{ensure, Result};
+use crate::core::networks::biggan::BigGan;
+use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -18,6 +19,7 @@ pub enum ClassChoice {
 
 enum Net {
     Progan(LoadedGenerator),
+    BigGan(BigGan),
 }
 
 /// A frozen generator on one device.
@@ -27,6 +29,7 @@ pub struct FrozenGenerator {
     pub kind: &'static str,
     net: Net,
     pub class: ClassChoice,
+    device: Device,
 }
 
 /// BigGAN checkpoints are PyTorch files; everything else is one of our snapshots.
@@ -40,73 +43,87 @@ pub fn is_pytorch_checkpoint(path: &Path) -> bool {
 impl FrozenGenerator {
     /// Loads a snapshot (its Gs) or, for a `.pth`/`.pt` file, a BigGAN generator's state dict.
     pub fn load(path: &Path, class: ClassChoice, device: Device) -> Result<Self> {
-        ensure!(
-            !is_pytorch_checkpoint(path),
-            "{}: BigGAN checkpoints are not supported yet",
-            path.display()
-        );
+        if is_pytorch_checkpoint(path) {
+            let g = BigGan::load_inferring(path, device)
+                .with_context(|| format!("cannot load BigGAN generator {}", path.display()))?;
+            if let ClassChoice::Fixed(c) = class {
+                let n = g.config().n_classes;
+                ensure!(
+                    (0..n).contains(&c),
+                    "--class {c}: {} has classes 0–{}",
+                    path.display(),
+                    n - 1
+                );
+            }
+            return Ok(Self {
+                path: path.to_path_buf(),
+                kind: "biggan",
+                net: Net::BigGan(g),
+                class,
+                device,
+            });
+        }
         let g = load_gs(path, device)?;
         Ok(Self {
             path: path.to_path_buf(),
             kind: "progan",
             net: Net::Progan(g),
             class,
+            device,
         })
-    }
-
-    /// Wraps an already loaded ProGAN generator.
-    pub fn from_progan(path: &Path, g: LoadedGenerator) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            kind: "progan",
-            net: Net::Progan(g),
-            class: ClassChoice::Random,
-        }
     }
 
     /// Latent components.
     pub fn nz(&self) -> i64 {
         match &self.net {
             Net::Progan(g) => g.net.nz,
+            Net::BigGan(g) => g.config().dim_z,
         }
     }
 
     pub fn resolution(&self) -> i64 {
         match &self.net {
             Net::Progan(g) => g.net.resolution,
+            Net::BigGan(g) => g.config().resolution,
         }
     }
 
     pub fn device(&self) -> Device {
-        match &self.net {
-            Net::Progan(g) => g.vs.device(),
-        }
+        self.device
     }
 
     /// Whether G takes a class.
     pub fn conditional(&self) -> bool {
-        false
+        matches!(self.net, Net::BigGan(_))
     }
 
     /// The ProGAN generator, for tools that need its layers (PCA of the first layer, the metric tensor).
     pub fn progan(&self) -> Option<&LoadedGenerator> {
         match &self.net {
             Net::Progan(g) => Some(g),
+            Net::BigGan(_) => None,
         }
     }
 
     /// Classes for `n` samples under [`Self::class`] (an empty tensor for an unconditional G).
     pub fn classes(&self, n: i64) -> Tensor {
-        let _ = n;
-        Tensor::zeros([0], (Kind::Int64, self.device()))
+        let device = self.device;
+        match (&self.net, self.class) {
+            (Net::Progan(_), _) => Tensor::zeros([0], (Kind::Int64, device)),
+            (Net::BigGan(_), ClassChoice::Fixed(c)) => Tensor::full([n], c, (Kind::Int64, device)),
+            (Net::BigGan(g), ClassChoice::Random) => {
+                Tensor::randint(g.config().n_classes, [n], (Kind::Int64, device))
+            }
+        }
     }
 
     /// Images `[N, C, H, W]` in about [−1, 1] of raw latents `z` `[N, nz]` (G normalises z itself where it does),
     /// with `classes` `[N]` for a conditional G; differentiable in z. The weights are frozen and nothing is
     /// updated, so the 2k + 1 passes of a Hessian Penalty estimate see one function (docs/spec/progan_hp.md §12).
-    pub fn forward(&self, z: &Tensor, _classes: &Tensor) -> Tensor {
+    pub fn forward(&self, z: &Tensor, classes: &Tensor) -> Tensor {
         match &self.net {
             Net::Progan(g) => g.g.forward(z, g.lod, true),
+            Net::BigGan(g) => g.forward(z, classes),
         }
     }
 }
