@@ -336,7 +336,8 @@ fn discovery_and_direction_videos_run_on_biggan() {
             samples: 2,
             steps: 2,
             format: VideoFormat::Gif,
-            directions: Some(report.directions.display().to_string()),
+            // The sub-space's own A (40 columns): its .json places it in z's 120 components.
+            directions: Some(report.run_dir.join("A_000002.npy").display().to_string()),
             class: Some(ClassChoice::Fixed(3)),
             ..VisualizeOptions::default()
         },

@@ -587,3 +587,92 @@ fn geometry_flags_reach_its_options_and_its_defaults_are_the_librarys() {
         (Some("o"), Some("r"), Some("p"), Some("c"))
     );
 }
+
+#[test]
+fn discover_flags_reach_its_options_and_its_defaults_are_the_librarys() {
+    use hessian_gan::checkpoint::frozen::ClassChoice;
+    use hessian_gan::commands::discover::DiscoverOptions;
+    use hessian_gan::core::discover::{DirectionInit, SearchSpace};
+    let opts = |args: &[&str]| match parse(args).command {
+        Command::Discover(a) => a.options(),
+        _ => panic!("{args:?}: not discover"),
+    };
+    let d = opts(&["discover", "--models", "3"]).unwrap();
+    let lib = DiscoverOptions {
+        model: "3".into(),
+        ..DiscoverOptions::default()
+    };
+    assert_eq!(format!("{lib:?}"), format!("{d:?}"));
+    let o = opts(&[
+        "discover",
+        "--models",
+        "g.pth",
+        "--ndirs",
+        "40",
+        "--search-space",
+        "mid",
+        "--init",
+        "coords",
+        "--no-ortho",
+        "--path-size",
+        "2.5",
+        "--lr",
+        "0.02",
+        "--batch",
+        "8",
+        "--iters",
+        "30",
+        "--class",
+        "random",
+        "--save-every",
+        "5",
+        "--log-every",
+        "2",
+        "--vis-during-training",
+        "--vis-every",
+        "7",
+        "--baselines",
+        "coords,pca",
+        "--no-compare",
+        "--dataset",
+        "x",
+        "--score-samples",
+        "99",
+        "--out",
+        "o",
+    ])
+    .unwrap();
+    assert_eq!(o.model, "g.pth");
+    assert_eq!(o.ndirs, Some(40));
+    assert_eq!(o.search_space, SearchSpace::Mid);
+    assert_eq!(o.init, DirectionInit::Coords);
+    assert!(o.no_ortho && o.vis_during_training && o.skip_compare);
+    assert_eq!((o.path_size, o.lr, o.batch, o.iters), (2.5, 0.02, 8, 30));
+    assert_eq!(o.class, ClassChoice::Random);
+    assert_eq!((o.save_every, o.log_every, o.vis_every), (5, 2, 7));
+    assert_eq!(o.compare.baselines, vec!["coords", "pca"]);
+    assert_eq!(o.compare.dataset.as_deref(), Some("x"));
+    assert_eq!(o.compare.samples, 99);
+    assert_eq!(o.out, std::path::PathBuf::from("o"));
+    assert_eq!(
+        opts(&["discover", "--models", "g.pth", "--class", "497"])
+            .unwrap()
+            .class,
+        ClassChoice::Fixed(497)
+    );
+    let argv = [
+        "hessian-gan",
+        "discover",
+        "--models",
+        "g.pth",
+        "--class",
+        "dog",
+    ];
+    let err = Cli::try_parse_from(argv)
+        .err()
+        .expect("--class dog is refused")
+        .to_string();
+    assert!(err.contains("--class") && err.contains("dog"), "{err}");
+    let none = opts(&["discover"]).unwrap_err().to_string();
+    assert!(none.contains("--models"), "{none}");
+}

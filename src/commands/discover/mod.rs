@@ -238,6 +238,7 @@ pub fn run_with(
         device,
     )?;
     let mut start = 0u64;
+    let mut resumed_penalty = f64::NAN;
     match newest_state(&run_dir)? {
         Some((it, file)) => {
             let (tensors, _) = safetensors::load(&file)?;
@@ -259,6 +260,11 @@ pub fn run_with(
             })?;
             log::info!("resumed {} from iteration {it}", run_dir.display());
             start = it;
+            // The penalty logged with that state, reported if no iteration is left to run.
+            resumed_penalty = std::fs::read(run_dir.join(format!("A_{it:06}.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<DirectionsMeta>(&b).ok())
+                .map_or(f64::NAN, |m| m.penalty);
         }
         None => {
             tch::manual_seed(seed as i64);
@@ -270,7 +276,7 @@ pub fn run_with(
 
     let mut events = EventWriter::create(&run_dir)?;
     let mut stats = TickStats::default();
-    let mut last_penalty = f64::NAN;
+    let mut last_penalty = resumed_penalty;
     let bar = progress::bar(Some(opts.iters), "discovering");
     bar.set_position(start);
     let forward = |z: &Tensor, classes: &Tensor| g.forward(z, classes);

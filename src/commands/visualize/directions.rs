@@ -12,8 +12,9 @@ use super::{video_format, OutputSet, VideoSettings, VisualizeOptions, SIDE_BY_SI
 use crate::checkpoint::frozen::{ClassChoice, FrozenGenerator};
 use crate::checkpoint::reference::Resolver;
 use crate::commands::discover::compare::eased_path;
+use crate::commands::discover::DirectionsMeta;
 use crate::commands::Globals;
-use crate::core::discover::{complete_basis, gram_schmidt, orthonormality_error};
+use crate::core::discover::{complete_basis, embed, gram_schmidt, orthonormality_error};
 use crate::core::latents::{self, LatentConvention};
 use crate::core::traversal::{self, GenerateFn};
 use crate::io::video::{self, VideoWriter};
@@ -69,12 +70,23 @@ pub fn load_directions(src: &DirectionSource, nz: i64, seed: u64) -> Result<Tens
             gram_schmidt(&Tensor::randn([nz, nz], (Kind::Float, tch::Device::Cpu)))?
         }
         DirectionSource::File(path) => {
-            let a = latents::read_z(path).with_context(|| {
+            let mut a = latents::read_z(path).with_context(|| {
                 format!(
                     "--directions {}: directions [k, nz], one per row",
                     path.display()
                 )
             })?;
+            // discover's A_<iter>.npy of a sub-space search holds only that space's components; its .json says
+            // which, so the rows are placed into z's full width.
+            let meta = std::fs::read(path.with_extension("json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<DirectionsMeta>(&b).ok());
+            if let Some(m) = meta {
+                let [start, end] = m.components;
+                if a.size()[1] == end - start && m.nz == nz && a.size()[1] != nz {
+                    a = embed(&a, &(start..end), nz);
+                }
+            }
             ensure!(
                 a.size()[1] == nz && a.size()[0] <= nz,
                 "--directions {}: shape {:?} does not fit a generator with nz = {nz} (at most {nz} rows of width \
