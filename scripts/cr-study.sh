@@ -10,7 +10,7 @@
 #
 # Environment (defaults in brackets): SEEDS [1 2 3 4 5], ITERATIONS [2000], CR_AT [1500: the first iteration with CR],
 # INFO [1.0: info_coe_de = info_coe_infod],
-# COUNT [100000 dSprites images at 32²], GROUPS [200], GROUP_SIZE [50], STD [5000], UDR [2000], OWN [10000],
+# COUNT [100000 dSprites images at 32²], SEL_GROUPS [200] (not GROUPS: bash reserves it), GROUP_SIZE [50], STD [5000], UDR [2000], OWN [10000],
 # OWN_GROUPS [200], DATA [study-runs/dsprites32], W [study-runs/cr-info$INFO], OUT [docs/results/infogan_cr]. Writes $OUT/{baseline,cr}/select.{json,png,svg}
 # and prints both tables.
 set -euo pipefail
@@ -20,7 +20,7 @@ ITERATIONS=${ITERATIONS:-2000}
 CR_AT=${CR_AT:-1500}
 INFO=${INFO:-1.0}
 COUNT=${COUNT:-100000}
-GROUPS=${GROUPS:-200}
+SEL_GROUPS=${SEL_GROUPS:-200}
 GROUP_SIZE=${GROUP_SIZE:-50}
 STD=${STD:-5000}
 UDR=${UDR:-2000}
@@ -61,7 +61,7 @@ for seed in $SEEDS; do
     baselines+=("$(ls "$dir"/[0-9]*-*/network-snapshot-"$(printf %09d "$CR_AT")".safetensors | head -n 1)")
     finals+=("$(dirname "$done_run")/network-snapshot-$(printf %09d "$ITERATIONS").safetensors")
 done
-select_args=(--groups "$GROUPS" --group-size "$GROUP_SIZE" --std-samples "$STD" --udr-samples "$UDR"
+select_args=(--groups "$SEL_GROUPS" --group-size "$GROUP_SIZE" --std-samples "$STD" --udr-samples "$UDR"
     --own-samples "$OWN" --own-groups "$OWN_GROUPS" --dataset "$data")
 echo "== InfoGAN (modified): the snapshots after $CR_AT iterations"
 "$bin" --device cpu select --runs "${baselines[@]}" "${select_args[@]}" --out "$OUT/baseline/select.json"

@@ -198,18 +198,11 @@ pub fn run_with(
     let run_dir = if opts.resume.is_some() {
         run_dir
     } else {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parent = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let desc = format!(
             "discover-{}-{}-{}",
-            format!("{parent}-{stem}").replace(['/', '\\', ' '], "_"),
+            crate::checkpoint::reference::describe(&path)
+                .name
+                .replace(['/', '\\', ' '], "_"),
             opts.search_space.name(),
             ndirs
         );
