@@ -222,8 +222,9 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     };
     let whole = discover::run(&globals, &options(&snap, &dir.join("a"), 6)).unwrap();
     let half = discover::run(&globals, &options(&snap, &dir.join("b"), 3)).unwrap();
+    // Without --seed: the run's recorded seed is used.
     let resumed = discover::run(
-        &globals,
+        &Globals::default(),
         &DiscoverOptions {
             resume: Some(half.run_dir.clone()),
             ..options(&snap, &dir.join("b"), 6)

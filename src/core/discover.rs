@@ -90,7 +90,7 @@ pub fn gram_schmidt(a: &Tensor) -> Result<Tensor> {
             }
         }
         let norm = r.norm().double_value(&[]);
-        if !(norm > 1e-10 * norm0.max(1e-300)) || !norm.is_finite() {
+        if norm.is_nan() || norm <= 1e-10 * norm0.max(1e-300) || !norm.is_finite() {
             bail!("direction {i} is zero or a combination of the directions before it: cannot orthonormalise");
         }
         rows.push(r / norm);

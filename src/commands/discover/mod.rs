@@ -157,31 +157,37 @@ pub fn run_with(
     opts: &DiscoverOptions,
 ) -> Result<DiscoverReport> {
     // A resumed run takes its settings from its own record; only the length may change.
-    let (opts, run_dir) = match &opts.resume {
+    // A resumed run also keeps its seed and the model file it resolved to.
+    let (opts, run_dir, recorded_seed) = match &opts.resume {
         Some(dir) => {
-            let recorded: DiscoverOptions = serde_json::from_slice(
-                &std::fs::read(dir.join("discover.json")).with_context(|| {
-                    format!(
-                        "--resume {}: no discover.json there; give a directory made by discover",
-                        dir.display()
-                    )
-                })?,
-            )
-            .with_context(|| format!("{}: unreadable discover.json", dir.display()))?;
+            let bytes = std::fs::read(dir.join("discover.json")).with_context(|| {
+                format!(
+                    "--resume {}: no discover.json there; give a directory made by discover",
+                    dir.display()
+                )
+            })?;
+            let unreadable = || format!("{}: unreadable discover.json", dir.display());
+            let record: serde_json::Value =
+                serde_json::from_slice(&bytes).with_context(unreadable)?;
+            let recorded: DiscoverOptions =
+                serde_json::from_value(record.clone()).with_context(unreadable)?;
             let opts = DiscoverOptions {
+                model: record["model_path"]
+                    .as_str()
+                    .map_or(recorded.model.clone(), String::from),
                 iters: opts.iters,
                 resume: opts.resume.clone(),
                 skip_compare: opts.skip_compare,
                 compare: opts.compare.clone(),
                 ..recorded
             };
-            (opts, dir.clone())
+            (opts, dir.clone(), record["seed"].as_u64())
         }
-        None => (opts.clone(), PathBuf::new()),
+        None => (opts.clone(), PathBuf::new(), None),
     };
     validate(&opts)?;
     let device = globals.device.resolve()?;
-    let seed = globals.seed.unwrap_or(0);
+    let seed = recorded_seed.unwrap_or(globals.seed.unwrap_or(0));
     let path = model_path(resolver, &opts.model, &opts.snapshot_kimg)?;
     let g = FrozenGenerator::load(&path, opts.class, device)
         .with_context(|| format!("cannot load model {}", opts.model))?;
@@ -294,7 +300,7 @@ pub fn run_with(
         );
         it += 1;
         bar.inc(1);
-        if it % opts.log_every == 0 || it == opts.iters {
+        if it.is_multiple_of(opts.log_every) || it == opts.iters {
             let values = stats.take();
             last_penalty = values
                 .iter()
@@ -308,7 +314,7 @@ pub fn run_with(
             bar.set_message(format!("HP {last_penalty:.4}"));
             log::info!("it {it}/{} | HP {last_penalty:.5}", opts.iters);
         }
-        if opts.vis_during_training && it % opts.vis_every == 0 {
+        if opts.vis_during_training && it.is_multiple_of(opts.vis_every) {
             log_traversals(
                 &g,
                 &disc.directions(),
@@ -319,7 +325,7 @@ pub fn run_with(
             )?;
         }
         let stop = stop_request(&run_dir);
-        if it % opts.save_every == 0 || it == opts.iters || stop.is_some() {
+        if it.is_multiple_of(opts.save_every) || it == opts.iters || stop.is_some() {
             save_state(&run_dir, it, &disc, &opts, &path, seed, last_penalty)?;
             events.flush()?;
         }
