@@ -25,8 +25,6 @@ enum Net {
 /// A frozen generator on one device.
 pub struct FrozenGenerator {
     pub path: PathBuf,
-    /// `progan` or `biggan`.
-    pub kind: &'static str,
     net: Net,
     pub class: ClassChoice,
     device: Device,
@@ -57,7 +55,6 @@ impl FrozenGenerator {
             }
             return Ok(Self {
                 path: path.to_path_buf(),
-                kind: "biggan",
                 net: Net::BigGan(g),
                 class,
                 device,
@@ -66,7 +63,6 @@ impl FrozenGenerator {
         let g = load_gs(path, device)?;
         Ok(Self {
             path: path.to_path_buf(),
-            kind: "progan",
             net: Net::Progan(g),
             class,
             device,
@@ -90,11 +86,6 @@ impl FrozenGenerator {
 
     pub fn device(&self) -> Device {
         self.device
-    }
-
-    /// Whether G takes a class.
-    pub fn conditional(&self) -> bool {
-        matches!(self.net, Net::BigGan(_))
     }
 
     /// The ProGAN generator, for tools that need its layers (PCA of the first layer, the metric tensor).
