@@ -7,7 +7,8 @@
 //!   (LIBTORCH=/opt/libtorch) is linked by its absolute path;
 //! - the linked libtorch's version, reported by `hessian-gan info`;
 //! - csrc/precision.cpp, the TF32 and bfloat16-autocast switches that tch does not expose (src/core/precision.rs), and
-//!   csrc/ops.cpp, the operators and the profiler that it does not expose either (src/core/native.rs).
+//!   csrc/ops.cpp, the operators and the profiler that it does not expose either (src/core/native.rs), and
+//!   csrc/distributed.cpp, torch.distributed's store, process groups and collectives (src/core/distributed.rs).
 use std::path::Path;
 
 fn main() {
@@ -15,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
     println!("cargo:rerun-if-changed=csrc/ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.cpp");
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         println!("cargo:warning=LIBTORCH is not set; run scripts/setup.sh first");
         println!("cargo:rustc-env=HG_LIBTORCH_VERSION=unknown");
@@ -26,17 +28,24 @@ fn main() {
     for rpath in runpaths(&lib) {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{rpath}");
     }
-    if lib.join("libtorch_cuda.so").exists() {
+    let cuda = lib.join("libtorch_cuda.so").exists();
+    if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
     // Same flags as torch-sys's own wrapper: C++17 and the pre-C++11 or C++11 string ABI of the PyPI wheels.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    if cuda {
+        // csrc/distributed.cpp's NCCL process group lives in libtorch_cuda.
+        build.define("HG_WITH_NCCL", None);
+    }
+    build
         .cpp(true)
         .file("csrc/precision.cpp")
         .file("csrc/ops.cpp")
+        .file("csrc/distributed.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -6,6 +6,7 @@
 
 pub mod cr;
 pub mod device;
+pub mod distributed;
 pub mod discover;
 pub mod geometry;
 pub mod hessian;
