@@ -150,3 +150,41 @@ fn bad_requests_are_errors() {
     assert!(r.images_per_s > 0.0 && r.batches == 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Data parallelism (issue 21): the parts of every batch, each read by its own loader (as each rank does), tile
+/// the batch a whole loader delivers, with and without prefetching; the positions stay those of the whole stream.
+#[test]
+fn parts_of_a_batch_tile_the_whole_batch() {
+    use hessian_gan::data::Part;
+    let (dir, ds) = dataset("parts");
+    let plan: Vec<(u32, usize)> = [(2u32, 6usize); 7].into_iter().chain([(3, 4); 5]).collect();
+    let mut whole = Loader::new(ds.clone(), 3);
+    let expect: Vec<Vec<u32>> = plan
+        .iter()
+        .map(|&(lv, b)| ids(&whole.next_batch(lv, b).unwrap()))
+        .collect();
+    for depth in [0, 2] {
+        let mut parts: Vec<Loader> = (0..2)
+            .map(|index| {
+                let mut l = Loader::new(ds.clone(), 3);
+                l.set_prefetch(depth);
+                l.set_part(Part { index, parts: 2 }).unwrap();
+                l
+            })
+            .collect();
+        for (&(lv, b), want) in plan.iter().zip(&expect) {
+            let got: Vec<u32> = parts
+                .iter_mut()
+                .flat_map(|l| ids(&l.next_batch(lv, b).unwrap()))
+                .collect();
+            assert_eq!(&got, want, "depth {depth}");
+        }
+        assert_eq!(parts[1].state(), whole.state());
+    }
+    let mut odd = Loader::new(ds.clone(), 3);
+    odd.set_part(Part { index: 1, parts: 2 }).unwrap();
+    let e = odd.next_batch(2, 5).unwrap_err().to_string();
+    assert!(e.contains("5") && e.contains("2 equal parts"), "{e}");
+    assert!(odd.set_part(Part { index: 2, parts: 2 }).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -100,6 +100,29 @@ impl CrJudgeNet {
 }
 
 impl Models {
+    /// Every tensor that data-parallel ranks must hold identically: the flat parameters of G, D and Gs (and H) and
+    /// the Adam moments and step counts (shallow handles; writing into them writes the models).
+    pub fn synchronised_state(&self) -> Vec<Tensor> {
+        let adam = |o: &Adam| {
+            [
+                o.m.shallow_clone(),
+                o.v.shallow_clone(),
+                o.step.shallow_clone(),
+            ]
+        };
+        let mut out = vec![
+            self.g_params.flat.shallow_clone(),
+            self.d_params.flat.shallow_clone(),
+            self.gs_params.flat.shallow_clone(),
+        ];
+        out.extend(adam(&self.opt_g));
+        out.extend(adam(&self.opt_d));
+        if let Some(h) = &self.h {
+            out.push(h.params.flat.shallow_clone());
+            out.extend(adam(&h.opt));
+        }
+        out
+    }
     /// Fresh networks (weights from libtorch's generator, which the caller seeds); Gs starts as a copy of G.
     pub fn new(cfg: &TrainConfig, device: Device) -> Result<Self> {
         let net = cfg.net();

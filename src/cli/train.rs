@@ -35,6 +35,18 @@ pub struct TrainArgs {
     /// Resume from this snapshot file instead of --resume-exp.
     #[arg(long, conflicts_with = "resume_exp")]
     pub resume: Option<PathBuf>,
+    /// Data-parallel worker processes on this machine (one per GPU with CUDA, Gloo processes on the CPU): each takes
+    /// --num-gpus/N of every minibatch's chunks and the gradients are averaged. Leave it out when an external
+    /// launcher (torchrun, srun) sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nproc: u64,
+    /// TCP port of --nproc's rendezvous on 127.0.0.1 (default: a free port).
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// Seconds a data-parallel rank waits for the others (a collective, rank 0's decisions) before the job fails;
+    /// rank 0's metric and score ticks must fit in it.
+    #[arg(long, default_value_t = 1800)]
+    pub dist_timeout: u64,
     /// Dataset name under --datasets-dir (known names are downloaded when missing) or a dataset directory.
     #[arg(long)]
     pub dataset: Option<String>,
@@ -237,6 +249,9 @@ impl From<TrainArgs> for TrainRequest {
             resume_exp: a.resume_exp,
             resume_snapshot: a.resume_snapshot,
             resume: a.resume,
+            nproc: a.nproc as usize,
+            master_port: a.master_port,
+            dist_timeout: std::time::Duration::from_secs(a.dist_timeout.max(1)),
         }
     }
 }

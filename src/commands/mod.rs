@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod figures;
 pub mod geometry;
 pub mod info;
+pub mod launch;
 pub mod report;
 pub mod score;
 pub mod select;

@@ -3,9 +3,10 @@
 //! or resumed snapshot of that model) trains InfoGAN-CR instead (docs/spec/geometry_infogancr.md §B.1).
 
 use crate::checkpoint::{find_snapshot, infogan_cr, load_snapshot, next_run_dir, run_dir_of};
-use crate::commands::Globals;
+use crate::commands::{launch, Globals};
 use crate::config::infogan_cr::{is_cr_config, CrConfig, MODEL as CR_MODEL};
 use crate::config::TrainConfig;
+use crate::core::distributed::{Backend, ProcessGroup, WorldInfo};
 use crate::core::networks;
 use crate::core::networks::infogan_cr::parameter_counts;
 use crate::core::schedule::ScheduleConfig;
@@ -32,6 +33,12 @@ pub struct TrainRequest {
     pub resume: Option<PathBuf>,
     /// Settings given on the command line, as JSON fields named like [`TrainConfig`]'s.
     pub overrides: Map<String, Value>,
+    /// Data-parallel worker processes to start on this machine (`--nproc`; 0 or 1: this process trains).
+    pub nproc: usize,
+    /// The rendezvous port of `--nproc` (default: a free one).
+    pub master_port: Option<u16>,
+    /// How long a rank waits for the others (collectives, rank 0's decisions) before the job fails.
+    pub dist_timeout: std::time::Duration,
 }
 
 /// What `train` did.
@@ -136,11 +143,29 @@ pub fn resolve(
 
 /// Entry point of `hessian-gan train`.
 pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
+    let world = WorldInfo::from_env()?;
+    launch::check_nproc(request.nproc, world.as_ref().map(|w| w.world))?;
+    let parallel = world.is_some() || request.nproc > 1;
     if is_infogan_cr(request)? {
+        ensure!(
+            !parallel,
+            "data-parallel training (--nproc, WORLD_SIZE) is built for the ProGAN trainer; train InfoGAN-CR in one \
+             process"
+        );
         return run_infogan_cr(globals, request);
     }
     let (mut cfg, resumed) = resolve(globals, request)?;
-    let device = globals.device.resolve()?;
+    let processes = world.as_ref().map_or(request.nproc.max(1), |w| w.world);
+    ensure!(
+        cfg.num_gpus % processes as i64 == 0,
+        "--num-gpus {} does not split between {processes} processes: each rank takes num_gpus/processes of the \
+         minibatch's chunks, so use a multiple of {processes}",
+        cfg.num_gpus
+    );
+    if world.is_none() && request.nproc > 1 && !request.dry_run {
+        return launch_workers(request, &cfg);
+    }
+    let device = rank_device(globals.device.resolve()?, world.as_ref())?;
     if request.dry_run {
         return Ok(TrainOutcome::DryRun {
             config: serde_json::to_string_pretty(&cfg)?,
@@ -149,7 +174,29 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         });
     }
 
-    let dataset_dir = locate::locate(&cfg.dataset, &cfg.datasets_dir, globals.base_url.as_deref())?;
+    // A data-parallel rank joins its job first: rank 0 fetches the dataset (if it must) before the others look.
+    let group = match &world {
+        Some(info) => Some(ProcessGroup::join(
+            info,
+            Backend::for_device(device),
+            request.dist_timeout,
+        )?),
+        None => None,
+    };
+    let locate_dataset =
+        || locate::locate(&cfg.dataset, &cfg.datasets_dir, globals.base_url.as_deref());
+    let dataset_dir = match &group {
+        Some(g) if g.rank > 0 => {
+            g.share_from_writer("dataset located", b"")?;
+            locate_dataset()?
+        }
+        Some(g) => {
+            let dir = locate_dataset()?;
+            g.share_from_writer("dataset located", b"")?;
+            dir
+        }
+        None => locate_dataset()?,
+    };
     let dataset = Arc::new(Dataset::open(&dataset_dir)?);
     let meta = dataset.meta();
     ensure!(
@@ -171,10 +218,64 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
         );
     }
     cfg.num_channels = meta.channels as i64;
-    let run_dir = new_run_dir(&cfg.results_dir, &cfg.run_description(), &cfg)?;
-    let mut trainer = Trainer::new(cfg, device, dataset, run_dir.clone(), resumed)?;
+    let run_dir = match &group {
+        // Rank 0 creates the run directory; the others learn its path from it.
+        Some(g) => {
+            let mine = if g.rank == 0 {
+                new_run_dir(&cfg.results_dir, &cfg.run_description(), &cfg)?
+                    .display()
+                    .to_string()
+            } else {
+                String::new()
+            };
+            let path = g.share_from_writer("run_dir", mine.as_bytes())?;
+            PathBuf::from(String::from_utf8_lossy(&path).into_owned())
+        }
+        None => new_run_dir(&cfg.results_dir, &cfg.run_description(), &cfg)?,
+    };
+    let mut trainer = Trainer::new_in_group(cfg, device, dataset, run_dir.clone(), resumed, group)?;
     trainer.train()?;
     Ok(TrainOutcome::Trained { run_dir })
+}
+
+/// The device of this process: with CUDA, rank r of a node takes GPU `LOCAL_RANK`.
+fn rank_device(device: tch::Device, world: Option<&WorldInfo>) -> Result<tch::Device> {
+    let (Some(info), tch::Device::Cuda(_)) = (world, device) else {
+        return Ok(device);
+    };
+    let count = tch::Cuda::device_count() as usize;
+    ensure!(
+        info.local_rank < count,
+        "rank {} has LOCAL_RANK {} but this node has {count} CUDA device(s): start at most {count} workers per \
+         node",
+        info.rank,
+        info.local_rank
+    );
+    Ok(tch::Device::Cuda(info.local_rank))
+}
+
+/// `--nproc N` in the parent: N workers of this same command (`commands::launch`), then the run they wrote; a
+/// failed worker fails the job with its rank and the command that resumes the run.
+fn launch_workers(request: &TrainRequest, cfg: &TrainConfig) -> Result<TrainOutcome> {
+    let start = std::time::SystemTime::now();
+    let outcome = launch::run_workers(request.nproc, request.master_port, &launch::own_args());
+    let run_dir = launch::run_dir_since(&cfg.results_dir, start);
+    match outcome {
+        Ok(()) => Ok(TrainOutcome::Trained {
+            run_dir: run_dir.context("the workers finished but wrote no run directory")?,
+        }),
+        Err(failure) => {
+            let resume = run_dir.as_deref().and_then(|dir| {
+                let snapshot = crate::checkpoint::snapshots_in(dir).ok()?.pop()?;
+                Some(format!(
+                    "hessian-gan train --resume {} --nproc {}",
+                    snapshot.display(),
+                    request.nproc
+                ))
+            });
+            Err(launch::failure_error(request.nproc, &failure, resume))
+        }
+    }
 }
 
 /// A fresh run directory `results/NNNNN-<description>` holding `config.json`. Runs killed while writing leave

@@ -36,8 +36,12 @@ extern "C" {
         value: *mut *mut c_char,
         len: *mut usize,
     ) -> i32;
-    fn hg_dist_store_add(store: *mut c_void, key: *const c_char, delta: c_long, out: *mut c_long)
-        -> i32;
+    fn hg_dist_store_add(
+        store: *mut c_void,
+        key: *const c_char,
+        delta: c_long,
+        out: *mut c_long,
+    ) -> i32;
     fn hg_dist_free(p: *mut c_char);
     fn hg_dist_group_new(
         store: *mut c_void,

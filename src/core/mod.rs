@@ -6,8 +6,8 @@
 
 pub mod cr;
 pub mod device;
-pub mod distributed;
 pub mod discover;
+pub mod distributed;
 pub mod geometry;
 pub mod hessian;
 pub mod latents;

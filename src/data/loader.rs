@@ -101,11 +101,31 @@ impl Drop for Worker {
     }
 }
 
-fn gather(dataset: &Dataset, sampler: &mut Sampler, key: Key) -> Tensor {
+/// The rows this process keeps of every batch: part `index` of `parts` equal parts (a data-parallel rank's share of
+/// the global minibatch, issue 21). Every part advances the stream by the whole batch, so all ranks stand at the same
+/// position, the one a one-process run would have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub parts: usize,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part { index: 0, parts: 1 };
+
+    /// (first stream offset within the batch, rows) of this part of a batch of `batch`.
+    fn rows(&self, batch: usize) -> (u64, usize) {
+        let len = batch / self.parts;
+        ((self.index * len) as u64, len)
+    }
+}
+
+fn gather(dataset: &Dataset, sampler: &mut Sampler, key: Key, part: Part) -> Tensor {
     let level = dataset
         .level(key.level)
         .expect("level checked before the request");
-    level.tensor(&sampler.indices(key.level, key.start, key.batch))
+    let (offset, len) = part.rows(key.batch);
+    level.tensor(&sampler.indices(key.level, key.start + offset, len))
 }
 
 /// Batches of real images for the trainer.
@@ -117,6 +137,7 @@ pub struct Loader {
     depth: usize,
     worker: Option<Worker>,
     pending: VecDeque<Key>,
+    part: Part,
 }
 
 /// Batches prefetched ahead by default.
@@ -158,7 +179,22 @@ impl Loader {
             depth: DEFAULT_PREFETCH,
             worker: None,
             pending: VecDeque::new(),
+            part: Part::WHOLE,
         }
+    }
+
+    /// Delivers only `part` of every batch from now on (batch sizes must then be multiples of `part.parts`).
+    pub fn set_part(&mut self, part: Part) -> Result<()> {
+        ensure!(
+            part.parts >= 1 && part.index < part.parts,
+            "loader part {} of {} does not exist",
+            part.index,
+            part.parts
+        );
+        self.drain();
+        self.worker = None;
+        self.part = part;
+        Ok(())
     }
 
     /// Sets how many batches are prepared ahead on the background thread (0 = none; every batch is then read
@@ -183,6 +219,11 @@ impl Loader {
     /// The next `batch` images of level `level_log2` as a CPU uint8 tensor [batch, C, 2^l, 2^l].
     pub fn next_batch(&mut self, level_log2: u32, batch: usize) -> Result<Tensor> {
         ensure!(batch > 0, "batch size must be at least 1");
+        ensure!(
+            batch.is_multiple_of(self.part.parts),
+            "a batch of {batch} does not split into {} equal parts",
+            self.part.parts
+        );
         self.dataset.level(level_log2)?;
         let start = *self.state.positions.get(&level_log2).unwrap_or(&0);
         let key = Key {
@@ -201,7 +242,7 @@ impl Loader {
             t
         } else {
             self.drain();
-            gather(&self.dataset, &mut self.sampler, key)
+            gather(&self.dataset, &mut self.sampler, key, self.part)
         };
         self.state
             .positions
@@ -250,11 +291,12 @@ impl Loader {
         let (res_tx, res_rx) = channel::<(Key, Tensor)>();
         let dataset = self.dataset.clone();
         let mut sampler = Sampler::new(self.seed, dataset.count());
+        let part = self.part;
         let handle = std::thread::Builder::new()
             .name("loader-prefetch".into())
             .spawn(move || {
                 while let Ok(key) = req_rx.recv() {
-                    let data = gather(&dataset, &mut sampler, key);
+                    let data = gather(&dataset, &mut sampler, key, part);
                     if res_tx.send((key, data)).is_err() {
                         break;
                     }

@@ -16,7 +16,7 @@ pub mod synth;
 pub mod writer;
 
 pub use format::{is_complete, Dataset, DatasetMeta, FactorSpec, Level};
-pub use loader::{Loader, LoaderState};
+pub use loader::{Loader, LoaderState, Part};
 pub use writer::{prepare_image, DatasetWriter, PreparedImage};
 
 /// The command line of this process, for the `command` field of `dataset.json`.

@@ -7,6 +7,7 @@ use crate::checkpoint::CrJudgeNet;
 use crate::checkpoint::Models;
 use crate::config::TrainConfig;
 use crate::core::cr::CrPairs;
+use crate::core::distributed::Shard;
 use crate::core::hessian::{self, HessianPenalty};
 use crate::core::networks::Discriminator;
 use crate::core::precision::Precision;
@@ -33,17 +34,23 @@ pub struct DLoss {
 
 /// WGAN-GP (docs/spec/progan_hp.md §3.2). Reals, fakes and the per-sample mixes go through D as three separate
 /// passes, so minibatch-stddev groups never mix them; `chunks` keeps those groups within per-(virtual-)GPU chunks.
+/// `shard`: the batch is this rank's part of the global one; the mixing factors are drawn for the global batch and
+/// this part kept, as every random draw of a data-parallel rank (`core::distributed::Shard`).
 pub fn d_wgan_gp(
     d: &Discriminator,
     reals: &Tensor,
     fakes: &Tensor,
     lod: f64,
     chunks: i64,
+    shard: Shard,
 ) -> DLoss {
     let real_scores = d.score(reals, lod, chunks);
     let (fake_scores, fake_q) = d.forward(fakes, lod, chunks);
     let n = reals.size()[0];
-    let u = Tensor::rand([n, 1, 1, 1], (Kind::Float, reals.device()));
+    let u = shard.take(
+        Tensor::rand([n * shard.world, 1, 1, 1], (Kind::Float, reals.device())),
+        0,
+    );
     let mixed = (reals + (fakes.detach() - reals) * &u)
         .detach()
         .set_requires_grad(true);
@@ -137,6 +144,8 @@ pub struct Loss {
     pub precision: Precision,
     pub device: Device,
     pub hp: HessianPenalty,
+    /// This rank's part of the global batch (the whole batch in a one-process run).
+    pub shard: Shard,
 }
 
 impl Loss {
@@ -154,7 +163,23 @@ impl Loss {
             precision: cfg.precision,
             device,
             hp,
+            shard: Shard::WHOLE,
         })
+    }
+
+    /// The losses of rank `shard.rank` of `shard.world` data-parallel processes: each takes `num_gpus / world` of
+    /// the run's chunks (docs/spec/progan_hp.md §15.3: per-GPU minibatch-stddev groups and HP maxima).
+    pub fn with_shard(mut self, shard: Shard) -> Result<Self> {
+        anyhow::ensure!(
+            self.chunks % shard.world == 0,
+            "--num-gpus {} does not split evenly between {} processes: use a multiple of the process count",
+            self.chunks,
+            shard.world
+        );
+        self.chunks /= shard.world;
+        self.hp = self.hp.with_chunks(self.chunks as usize)?;
+        self.shard = shard;
+        Ok(self)
     }
 
     /// D's loss on `reals` and on fakes of G from `z` (no gradient into G), and its gradient, all inside the
@@ -163,7 +188,7 @@ impl Loss {
         let params: Vec<&Tensor> = models.d_params.params.iter().collect();
         let (wgan, loss, infogan, grads) = self.precision.run(self.device, || {
             let fakes = tch::no_grad(|| models.g.forward(z, lod, true));
-            let wgan = d_wgan_gp(&models.d, reals, &fakes, lod, self.chunks);
+            let wgan = d_wgan_gp(&models.d, reals, &fakes, lod, self.chunks, self.shard);
             let infogan = (self.infogan_nz > 0).then(|| {
                 let q = wgan
                     .fake_q
@@ -229,9 +254,18 @@ impl Loss {
         if let Some(term) = &hp {
             let g = &models.g;
             let layers: Vec<usize> = term.gates.iter().map(|&(l, _)| l).collect();
-            hp_per_layer = self
-                .hp
-                .penalties(|x| g.hp_layers(x, lod, &layers, true), z, None)?;
+            // A rank draws the directions of the global batch and keeps its rows (`Shard`).
+            let directions = (!self.shard.is_whole()).then(|| {
+                let mut global = z.size();
+                global[0] *= self.shard.world;
+                let like = Tensor::empty(global.as_slice(), (z.kind(), z.device()));
+                self.shard.take(self.hp.rademacher(&like), 1)
+            });
+            hp_per_layer = self.hp.penalties(
+                |x| g.hp_layers(x, lod, &layers, true),
+                z,
+                directions.as_ref(),
+            )?;
             let gates: Vec<f64> = term.gates.iter().map(|&(_, w)| w).collect();
             let total = hessian::weighted_sum(&hp_per_layer, Some(&gates))?;
             hp_loss = Some(&total * term.weight);

@@ -15,6 +15,7 @@ pub mod steps;
 use crate::checkpoint::{save_snapshot, LoadedSnapshot, Models, TrainState};
 use crate::config::TrainConfig;
 use crate::core::device::{device_name, short_description};
+use crate::core::distributed::{ProcessGroup, Shard};
 use crate::core::latents;
 use crate::core::schedule::{hp_weight, ScheduleConfig};
 use crate::data::{Dataset, Loader};
@@ -34,6 +35,8 @@ use tch::{Device, Kind, Tensor};
 const MINIBATCH_REPEATS: usize = 4;
 /// How often (in iterations) the consecutive-skip counter is read back from the device.
 const SKIP_CHECK_ITERATIONS: u64 = 64;
+/// What a data-parallel rank other than 0 never reaches: everything that writes the run directory.
+const WRITER_ONLY: &str = "only rank 0 writes the run directory";
 
 /// A training run in progress: the loop of `train`, exposed step by step for tests and benchmarks.
 pub struct Trainer {
@@ -51,7 +54,10 @@ pub struct Trainer {
     grid_z: Tensor,
     interp_z: Tensor,
     stats: TickStats,
-    events: EventWriter,
+    /// TensorBoard events (rank 0 only).
+    events: Option<EventWriter>,
+    /// The data-parallel job this trainer is one rank of (`train --nproc`, or an external launcher).
+    group: Option<ProcessGroup>,
     /// The metric networks, loaded when training starts with `metrics` set.
     metrics: Option<MetricSuite>,
     /// The factor predictor of the score ticks, loaded (or trained and cached) when training starts.
@@ -71,11 +77,27 @@ impl Trainer {
     /// Networks (fresh from `cfg.seed`, or `resumed`), optimisers, loader and run-directory outputs for a run in
     /// `run_dir` (which must exist).
     pub fn new(
+        cfg: TrainConfig,
+        device: Device,
+        dataset: Arc<Dataset>,
+        run_dir: PathBuf,
+        resumed: Option<LoadedSnapshot>,
+    ) -> Result<Self> {
+        Self::new_in_group(cfg, device, dataset, run_dir, resumed, None)
+    }
+
+    /// [`Trainer::new`] for one rank of a data-parallel job (issue 21). Every rank builds the same networks from
+    /// the same seed (or snapshot), then takes rank 0's weights and Adam state; each iteration every rank draws the
+    /// global batch's randomness, keeps its rows (`Shard`), and the flat gradients are averaged before Adam, so the
+    /// ranks stay identical. Only rank 0 writes the run directory (log.txt, TensorBoard, grids, snapshots); rank r
+    /// logs to `log-rank<r>.txt`.
+    pub fn new_in_group(
         mut cfg: TrainConfig,
         device: Device,
         dataset: Arc<Dataset>,
         run_dir: PathBuf,
         resumed: Option<LoadedSnapshot>,
+        group: Option<ProcessGroup>,
     ) -> Result<Self> {
         // libtorch lets cuDNN use TF32 by default; outside `--precision` regions everything is strict float32.
         crate::core::precision::set_strict_fp32();
@@ -83,7 +105,18 @@ impl Trainer {
             // Fixed shapes per phase: let cuDNN pick the fastest algorithms once.
             tch::Cuda::cudnn_set_benchmark(true);
         }
-        let log = crate::io::log::tee_to(&run_dir.join("log.txt"))?;
+        let shard = group.as_ref().map_or(Shard::WHOLE, |g| Shard {
+            rank: g.rank as i64,
+            world: g.world as i64,
+        });
+        let writer = shard.rank == 0;
+        let log_name = if writer {
+            "log.txt".to_string()
+        } else {
+            std::fs::create_dir_all(&run_dir)?;
+            format!("log-rank{}.txt", shard.rank)
+        };
+        let log = crate::io::log::tee_to(&run_dir.join(log_name))?;
         tch::manual_seed(steps::iteration_seed(cfg.seed, u64::MAX));
         let mut models = Models::new(&cfg, device)?;
         let mut state = TrainState {
@@ -111,7 +144,7 @@ impl Trainer {
             ));
         }
         cfg.hp_start_kimg = state.hp_start_kimg;
-        let loader = match &resumed {
+        let mut loader = match &resumed {
             // An imported reference checkpoint records no data position: the data order starts afresh.
             Some(_) if state.loader.count == 0 => {
                 notes.push("the snapshot records no data position (an imported checkpoint): the data order starts from the beginning".into());
@@ -120,12 +153,33 @@ impl Trainer {
             Some(_) => Loader::with_state(dataset.clone(), cfg.seed, state.loader.clone())?,
             None => Loader::new(dataset.clone(), cfg.seed),
         };
+        loader.set_part(crate::data::Part {
+            index: shard.rank as usize,
+            parts: shard.world as usize,
+        })?;
+        if let Some(g) = &group {
+            // Rank 0's weights and optimiser state everywhere (they agree already when every rank starts from the
+            // same seed or snapshot; this makes it so).
+            for t in models.synchronised_state() {
+                g.broadcast_(&t, 0)?;
+            }
+            notes.push(format!(
+                "rank {} of {} ({:?}): {} of the {} chunks of every minibatch",
+                g.rank,
+                g.world,
+                g.backend,
+                cfg.num_gpus / g.world as i64,
+                cfg.num_gpus
+            ));
+        }
         // Fixed latents for the fakes grid and the traversal GIFs, drawn once from the run seed (§2.1, §7.2).
         let (grid_w, grid_h) = grid_size(cfg.resolution);
         let grid_z = Tensor::randn([grid_w * grid_h, cfg.nz], (Kind::Float, device));
         let interp_z = Tensor::randn([8, cfg.nz], (Kind::Float, device));
         // The fakes grid's latents, so that `visualize --z` renders the same samples from any snapshot.
-        latents::write_npy(&grid_z, &run_dir.join("z.npy"))?;
+        if writer {
+            latents::write_npy(&grid_z, &run_dir.join("z.npy"))?;
+        }
         let hp_layers = cfg.hp_layers();
         log::info!(
             "run {} on {} ({}), dataset {} ({} images)",
@@ -152,8 +206,13 @@ impl Trainer {
         }
         Ok(Self {
             sched: cfg.schedule(),
-            loss: Loss::new(&cfg, device)?,
-            events: EventWriter::create(&run_dir)?,
+            loss: Loss::new(&cfg, device)?.with_shard(shard)?,
+            events: if writer {
+                Some(EventWriter::create(&run_dir)?)
+            } else {
+                None
+            },
+            group,
             cfg,
             device,
             dataset,
@@ -204,14 +263,21 @@ impl Trainer {
             self.cfg.total_kimg,
             self.state.cur_nimg as f64 / 1000.0
         );
-        self.load_metrics()?;
-        self.load_scorer()?;
-        self.real_diversity = self.write_reals_grid()?;
-        self.write_fakes_grid()?;
-        if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
-            self.write_traversals()?;
+        let writer = self.is_writer();
+        if writer {
+            self.load_metrics()?;
+            self.load_scorer()?;
+            self.real_diversity = self.write_reals_grid()?;
+            self.write_fakes_grid()?;
+            if self.cfg.compute_interp_ticks > 0 && self.cfg.compute_interp_ticks < 9999 {
+                self.write_traversals()?;
+            }
         }
-        let bar = crate::io::progress::bar(Some(total_nimg / 1000), "kimg");
+        let bar = if writer {
+            crate::io::progress::bar(Some(total_nimg / 1000), "kimg")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         bar.set_position(self.state.cur_nimg / 1000);
         let start = Instant::now();
         let mut tick = 0i64;
@@ -238,13 +304,23 @@ impl Trainer {
 
             // The tick: report, images, and on snapshot ticks the snapshot and the metrics (§2.7).
             let done = self.state.cur_nimg >= total_nimg;
-            let stop = report::stop_request(&self.run_dir);
+            let stop = self.agreed_stop()?;
             let tick_due =
                 self.state.cur_nimg >= tick_start_nimg + (phase.tick_kimg * 1000.0) as u64;
             if !(tick_due || done || stop.is_some()) {
                 continue;
             }
             tick += 1;
+            if !writer {
+                // Rank 0 reports and writes; the others only keep their tick bookkeeping in step.
+                let _ = self.stats.take();
+                tick_start_nimg = self.state.cur_nimg;
+                tick_start_time = Instant::now();
+                if stop.is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
             let timing = TickTiming {
                 tick,
                 total: start.elapsed().as_secs_f64(),
@@ -296,6 +372,9 @@ impl Trainer {
             }
         }
         bar.finish();
+        if !writer {
+            return Ok(());
+        }
         fs::write_bytes_atomic(&self.run_dir.join("_finished.txt"), b"")?;
         log::info!(
             "done: {} in {}",
@@ -303,6 +382,23 @@ impl Trainer {
             format_duration(start.elapsed().as_secs_f64())
         );
         Ok(())
+    }
+
+    /// Whether this process writes the run directory: a one-process run, or rank 0 of a data-parallel job.
+    pub fn is_writer(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank == 0)
+    }
+
+    /// Why the run stops at this point, if it does: `abort.txt` or Ctrl-C as rank 0 sees them, shared with every
+    /// rank through the store (a host-side message every 4 iterations; the device is not involved).
+    fn agreed_stop(&self) -> Result<Option<String>> {
+        let mine = report::stop_request(&self.run_dir);
+        let Some(g) = &self.group else {
+            return Ok(mine);
+        };
+        let key = format!("stop/{}", self.state.iteration);
+        let agreed = g.share_from_writer(&key, mine.unwrap_or_default().as_bytes())?;
+        Ok((!agreed.is_empty()).then(|| String::from_utf8_lossy(&agreed).into_owned()))
     }
 
     /// λ_t, the HP weight at the images shown so far (§2.6).

@@ -199,8 +199,11 @@ impl Trainer {
         if let Some(peak) = crate::core::device::peak_memory_gb(self.device) {
             values.push(("Resources/peak_gpu_mem_gb".to_string(), peak));
         }
-        self.events.scalars(self.state.cur_nimg as i64, &values)?;
-        self.events.flush()
+        self.events
+            .as_mut()
+            .expect(super::WRITER_ONLY)
+            .scalars(self.state.cur_nimg as i64, &values)?;
+        self.events.as_mut().expect(super::WRITER_ONLY).flush()
     }
 
     /// FID / PPL of Gs with the run's seed (§2.7, §8): `Metrics/<name>` in TensorBoard, a line in the log, and the
@@ -222,8 +225,11 @@ impl Trainer {
             .into_iter()
             .map(|(k, v)| (format!("Metrics/{k}"), v))
             .collect();
-        self.events.scalars(self.state.cur_nimg as i64, &values)?;
-        self.events.flush()?;
+        self.events
+            .as_mut()
+            .expect(super::WRITER_ONLY)
+            .scalars(self.state.cur_nimg as i64, &values)?;
+        self.events.as_mut().expect(super::WRITER_ONLY).flush()?;
         log::info!("metrics kimg {kimg:.1} {}", out.summary());
         Ok(())
     }
@@ -267,8 +273,11 @@ impl Trainer {
             .iter()
             .map(|(k, v)| (format!("Scores/{k}"), *v))
             .collect();
-        self.events.scalars(self.state.cur_nimg as i64, &scalars)?;
-        self.events.flush()?;
+        self.events
+            .as_mut()
+            .expect(super::WRITER_ONLY)
+            .scalars(self.state.cur_nimg as i64, &scalars)?;
+        self.events.as_mut().expect(super::WRITER_ONLY).flush()?;
         log::info!(
             "scores kimg {kimg:.1} {} ({} samples, {:.1} s)",
             values
@@ -332,7 +341,7 @@ impl Trainer {
         let png =
             std::fs::read(&path).with_context(|| format!("cannot read back {}", path.display()))?;
         let img = image::load_from_memory(&png)?;
-        self.events.image(
+        self.events.as_mut().expect(super::WRITER_ONLY).image(
             self.state.cur_nimg as i64,
             "fakes",
             img.width(),
@@ -348,7 +357,7 @@ impl Trainer {
     pub(super) fn check_collapse(&mut self, fakes: f64) -> Result<()> {
         let ratio = fakes / self.real_diversity.max(1e-12);
         self.diversity_ratio = Some(ratio);
-        self.events.scalars(
+        self.events.as_mut().expect(super::WRITER_ONLY).scalars(
             self.state.cur_nimg as i64,
             &[
                 ("Progress/diversity".to_string(), fakes),
@@ -390,10 +399,15 @@ impl Trainer {
             let s = frames.size();
             let (w, h) = ((s[1] * s[4]) as u32, s[3] as u32);
             let tag = format!("z/z{i:03}");
-            self.events
-                .image(self.state.cur_nimg as i64, &tag, w, h, &gif)?;
+            self.events.as_mut().expect(super::WRITER_ONLY).image(
+                self.state.cur_nimg as i64,
+                &tag,
+                w,
+                h,
+                &gif,
+            )?;
         }
-        self.events.flush()
+        self.events.as_mut().expect(super::WRITER_ONLY).flush()
     }
 }
 

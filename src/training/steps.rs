@@ -23,7 +23,7 @@ impl Trainer {
     pub fn iteration(&mut self, lod: f64, data_res: i64, minibatch: i64) -> Result<()> {
         tch::manual_seed(iteration_seed(self.cfg.seed, self.state.iteration));
         if self.models.h.is_some() {
-            self.h_step(lod, minibatch);
+            self.h_step(lod, minibatch)?;
         }
         self.d_step(lod, data_res, minibatch)?;
         self.g_step(lod, minibatch, true)?;
@@ -32,20 +32,41 @@ impl Trainer {
     }
 
     /// CR pairs of `n` rows at the current gap (docs/spec/geometry_infogancr.md §B.1, `core::cr::gaussian_pairs`).
+    /// `n` is the global minibatch; a data-parallel rank keeps its rows.
     fn cr_pairs(&self, n: i64, gap: f64) -> CrPairs {
-        gaussian_pairs(
+        let pairs = gaussian_pairs(
             n,
             self.cfg.nz,
             self.cfg.cr_code_count(),
             gap,
             self.cfg.cr_share_noise,
             self.device,
-        )
+        );
+        let shard = self.loss.shard;
+        CrPairs {
+            first: shard.take(pairs.first, 0),
+            second: shard.take(pairs.second, 0),
+            shared: shard.take(pairs.shared, 0),
+        }
+    }
+
+    /// `[minibatch, nz]` standard-normal latents of the global batch; this rank's rows of them.
+    fn latents(&self, minibatch: i64) -> Tensor {
+        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
+        self.loss.shard.take(z, 0)
+    }
+
+    /// Averages a flat gradient over the data-parallel ranks, in place (nothing in a one-process run).
+    fn average_grads(&self, grads: &Tensor) -> Result<()> {
+        match &self.group {
+            Some(group) => group.all_reduce_mean_(grads),
+            None => Ok(()),
+        }
     }
 
     /// The H step of the contrastive regulariser: H learns which code G's pairs share (G is not updated). H is
     /// restarted (weights and Adam state) whenever the CR phase changes: the weight turns on, the gap ends.
-    pub fn h_step(&mut self, lod: f64, minibatch: i64) {
+    pub fn h_step(&mut self, lod: f64, minibatch: i64) -> Result<()> {
         let phase = self.cfg.cr_phase(self.state.cur_nimg);
         let (_, gap) = self.cfg.cr_weight_and_gap(self.state.cur_nimg);
         let h = self.models.h.as_mut().expect("CR is on");
@@ -71,9 +92,12 @@ impl Trainer {
         let (loss, accuracy) = judge_loss(&h.forward(&a, &b, lod, self.loss.chunks), &pairs.shared);
         let grads = Tensor::run_backward(&[&loss], &h.params.params, false, false);
         let flat = h.params.flatten_grads(&grads);
+        self.average_grads(&flat)?;
+        let h = self.models.h.as_mut().expect("CR is on");
         h.opt.step(&h.params, &flat);
         self.stats.add("Loss/H", &loss);
         self.stats.add("Accuracy/H", &accuracy);
+        Ok(())
     }
 
     /// The D step: WGAN-GP on reals and fakes from G (+ InfoGAN MSE), docs/spec/progan_hp.md §3.2, §3.4; then
@@ -94,8 +118,9 @@ impl Trainer {
             reals
         };
         let reals = crate::data::reals::process_reals(&reals, lod);
-        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
+        let z = self.latents(minibatch);
         let out = self.loss.d_loss(&self.models, &reals, &z, lod);
+        self.average_grads(&out.grads)?;
         self.models.opt_d.step(&self.models.d_params, &out.grads);
         self.models
             .gs_params
@@ -124,7 +149,7 @@ impl Trainer {
     /// false` leaves the penalty out whatever its weight (the benchmark's "without HP" variant).
     pub fn g_step(&mut self, lod: f64, minibatch: i64, with_hp: bool) -> Result<()> {
         let hp_w = self.hp_weight_now();
-        let z = Tensor::randn([minibatch, self.cfg.nz], (Kind::Float, self.device));
+        let z = self.latents(minibatch);
         let net = self.cfg.net();
         let gates: Vec<(usize, f64)> = self
             .hp_layers
@@ -151,6 +176,7 @@ impl Trainer {
         if let Some(c) = &out.cr {
             self.stats.add("Loss/CR", c);
         }
+        self.average_grads(&out.grads)?;
         self.models.opt_g.step(&self.models.g_params, &out.grads);
 
         for (&(l, _), p) in gates.iter().zip(&out.hp_per_layer) {
