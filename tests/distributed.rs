@@ -282,3 +282,80 @@ fn a_killed_worker_fails_the_job_naming_its_rank_and_the_run_resumes() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn bench_measures_two_processes_beside_one() {
+    let out = ok(
+        Command::new(BIN)
+            .args([
+                "--device",
+                "cpu",
+                "-q",
+                "bench",
+                "--resolution",
+                "8",
+                "--nz",
+                "3",
+                "--fmap-base",
+                "32",
+                "--fmap-max",
+                "16",
+                "--num-gpus",
+                "2",
+                "--minibatch",
+                "8=8",
+                "--steps",
+                "3",
+                "--warmup",
+                "1",
+                "--variants",
+                "hp,nohp",
+                "--nproc",
+                "2",
+            ])
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap(),
+        "bench --nproc 2",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["processes"], 1);
+    let scaling = &report["scaling"];
+    assert_eq!(scaling["processes"], 2);
+    assert_eq!(scaling["backend"], "Gloo");
+    let rows = scaling["variants"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, one) in rows.iter().zip(report["variants"].as_array().unwrap()) {
+        assert_eq!(row["variant"], one["variant"]);
+        assert_eq!(row["images_per_s_one_process"], one["images_per_s"]);
+        let (ips, speedup, eff) = (
+            row["images_per_s"].as_f64().unwrap(),
+            row["speedup"].as_f64().unwrap(),
+            row["efficiency"].as_f64().unwrap(),
+        );
+        assert!(ips.is_finite() && ips > 0.0, "{row}");
+        let expect = ips / one["images_per_s"].as_f64().unwrap();
+        assert!(
+            (speedup - expect).abs() < 1e-9 && (eff - speedup / 2.0).abs() < 1e-9,
+            "{row}"
+        );
+    }
+    // The geometry variant has no multi-process mode.
+    let out = Command::new(BIN)
+        .args([
+            "--device",
+            "cpu",
+            "bench",
+            "--variants",
+            "geometry",
+            "--nproc",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--variants geometry"),
+        "{err}"
+    );
+}

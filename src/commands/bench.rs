@@ -9,8 +9,9 @@
 //! TF32 / bfloat16 autocast. This is why `--precision` never applies to the HP passes (src/core/precision.rs).
 
 use crate::commands::train::{self, TrainRequest};
-use crate::commands::Globals;
+use crate::commands::{launch, Globals};
 use crate::config::TrainConfig;
+use crate::core::distributed::{Backend, ProcessGroup, WorldInfo};
 use crate::core::hessian::HessianPenalty;
 use crate::core::native::{self, OpTime};
 use crate::core::networks::{Generator, NetConfig};
@@ -147,6 +148,11 @@ pub struct BenchReport {
     /// `--variants geometry`: `geometry`'s methods at one code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geometry: Option<GeometryTiming>,
+    /// Data-parallel processes the figures above were measured with (1 unless a worker of `bench --nproc`).
+    pub processes: usize,
+    /// `bench --nproc N`: the same benchmark in N processes beside these one-process figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<Scaling>,
 }
 
 /// Seconds of each `geometry` method for one reference code of a freshly initialised G (l2 distance at lod 0),
@@ -289,9 +295,122 @@ pub fn resolve(globals: &Globals, args: &BenchOptions) -> Result<ResolvedBench> 
     })
 }
 
+/// `bench --nproc N`: the data-parallel job's throughput against one process, measured back to back.
+#[derive(Debug, Serialize)]
+pub struct Scaling {
+    pub processes: usize,
+    pub backend: String,
+    pub variants: Vec<ScalingRow>,
+}
+
+/// One variant's scaling: the same global minibatch in one process (all chunks) and in N (their share each).
+#[derive(Debug, Serialize)]
+pub struct ScalingRow {
+    pub variant: String,
+    pub images_per_s_one_process: f64,
+    pub images_per_s: f64,
+    pub ms_per_d_step: f64,
+    pub ms_per_g_step: f64,
+    /// images_per_s / images_per_s_one_process.
+    pub speedup: f64,
+    /// speedup / processes (1 = perfect scaling).
+    pub efficiency: f64,
+}
+
+/// Where rank 0 of `bench --nproc`'s workers leaves its report for the parent.
+const BENCH_OUT_ENV: &str = "HESSIAN_GAN_BENCH_OUT";
+
 pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
+    let world = WorldInfo::from_env()?;
+    launch::check_nproc(args.train.nproc, world.as_ref().map(|w| w.world))?;
+    if world.is_none() && args.train.nproc > 1 {
+        return run_scaling(globals, args);
+    }
+    let report = run_here(globals, args, world.as_ref())?;
+    if let (Some(info), Ok(out)) = (&world, std::env::var(BENCH_OUT_ENV)) {
+        if info.is_writer() {
+            crate::io::fs::write_bytes_atomic(
+                std::path::Path::new(&out),
+                serde_json::to_string(&report)?.as_bytes(),
+            )?;
+        }
+    }
+    Ok(report)
+}
+
+/// One process, then `nproc` workers of this same command, and the ratio per variant.
+fn run_scaling(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
+    let nproc = args.train.nproc;
+    anyhow::ensure!(
+        !args.variants.split(',').any(|v| v.trim() == "geometry"),
+        "--variants geometry has no multi-process mode; leave out --nproc"
+    );
+    let mut one = run_here(globals, args, None)?;
+    let out = std::env::temp_dir().join(format!(
+        "hessian-gan-bench-{}-ranks.json",
+        std::process::id()
+    ));
+    let env = [(BENCH_OUT_ENV.to_string(), out.display().to_string())];
+    launch::run_workers_with(
+        nproc,
+        args.train.master_port,
+        &launch::own_args(),
+        &env,
+        false,
+    )
+    .map_err(|f| launch::failure_error(nproc, &f, None))?;
+    let text = std::fs::read_to_string(&out)
+        .with_context(|| format!("rank 0 left no report in {}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    let multi: serde_json::Value = serde_json::from_str(&text)?;
+    let rows = one
+        .variants
+        .iter()
+        .zip(multi["variants"].as_array().into_iter().flatten())
+        .map(|(a, b)| {
+            let ips = b["images_per_s"].as_f64().unwrap_or(f64::NAN);
+            let speedup = ips / a.images_per_s;
+            ScalingRow {
+                variant: a.variant.clone(),
+                images_per_s_one_process: a.images_per_s,
+                images_per_s: ips,
+                ms_per_d_step: b["ms_per_d_step"].as_f64().unwrap_or(f64::NAN),
+                ms_per_g_step: b["ms_per_g_step"].as_f64().unwrap_or(f64::NAN),
+                speedup,
+                efficiency: speedup / nproc as f64,
+            }
+        })
+        .collect();
+    one.scaling = Some(Scaling {
+        processes: nproc,
+        backend: format!(
+            "{:?}",
+            Backend::for_device(globals.device.clone().resolve()?)
+        ),
+        variants: rows,
+    });
+    Ok(one)
+}
+
+/// The benchmark in this process: alone (`world` None), or as one rank of a `bench --nproc` job.
+fn run_here(
+    globals: &Globals,
+    args: &BenchOptions,
+    world: Option<&WorldInfo>,
+) -> Result<BenchReport> {
     let (base, _) = train::resolve(globals, &args.train)?;
-    let device = globals.device.resolve()?;
+    let device = train::rank_device(globals.device.clone().resolve()?, world)?;
+    let mut group = match world {
+        Some(info) => Some(ProcessGroup::join(
+            info,
+            Backend::for_device(device),
+            args.train
+                .dist_timeout
+                .max(std::time::Duration::from_secs(60)),
+        )?),
+        None => None,
+    };
+    let processes = group.as_ref().map_or(1, |g| g.world);
     // A small synthetic dataset at the benchmark's resolution: the loader's cost is included, the disk's is not.
     let tmp = std::env::temp_dir().join(format!("hessian-gan-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -349,7 +468,14 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
         let run_dir = tmp.join(v);
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
-        let mut t = Trainer::new(cfg.clone(), device, dataset.clone(), run_dir, None)?;
+        let mut t = Trainer::new_in_group(
+            cfg.clone(),
+            device,
+            dataset.clone(),
+            run_dir,
+            None,
+            group.take(),
+        )?;
         let (mut d_ms, mut g_ms, mut g_nohp_ms) = (0.0, 0.0, 0.0);
         let hp_on = v == "hp";
         for i in 0..args.warmup + args.steps {
@@ -417,6 +543,7 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
                 }
             }
         }
+        group = t.into_group();
         let n = args.steps as f64;
         let (d_ms, g_ms, g_nohp_ms) = (d_ms / n, g_ms / n, g_nohp_ms / n);
         let iter_s = (d_ms + g_ms) / 1e3;
@@ -445,6 +572,8 @@ pub fn run(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
         peak_memory_gb: crate::core::device::peak_memory_gb(device),
         hp_error_vs_fp32: hp_errors,
         geometry,
+        processes,
+        scaling: None,
     };
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(report)

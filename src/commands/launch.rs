@@ -31,6 +31,18 @@ pub fn run_workers(
     master_port: Option<u16>,
     args: &[std::ffi::OsString],
 ) -> std::result::Result<(), WorkerFailure> {
+    run_workers_with(nproc, master_port, args, &[], true)
+}
+
+/// [`run_workers`] with extra environment variables for every worker, and rank 0's stdout kept (`rank0_stdout`)
+/// or discarded like the other ranks'.
+pub fn run_workers_with(
+    nproc: usize,
+    master_port: Option<u16>,
+    args: &[std::ffi::OsString],
+    env: &[(String, String)],
+    rank0_stdout: bool,
+) -> std::result::Result<(), WorkerFailure> {
     let port = master_port.unwrap_or_else(free_port);
     let exe = std::env::current_exe().map_err(|e| WorkerFailure {
         rank: 0,
@@ -60,9 +72,10 @@ pub fn run_workers(
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
             .env("OMP_NUM_THREADS", &threads)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
-        if rank > 0 {
+        if rank > 0 || !rank0_stdout {
             cmd.stdout(Stdio::null());
         }
         let mut child = match cmd.spawn() {

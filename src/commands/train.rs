@@ -239,7 +239,7 @@ pub fn run(globals: &Globals, request: &TrainRequest) -> Result<TrainOutcome> {
 }
 
 /// The device of this process: with CUDA, rank r of a node takes GPU `LOCAL_RANK`.
-fn rank_device(device: tch::Device, world: Option<&WorldInfo>) -> Result<tch::Device> {
+pub(crate) fn rank_device(device: tch::Device, world: Option<&WorldInfo>) -> Result<tch::Device> {
     let (Some(info), tch::Device::Cuda(_)) = (world, device) else {
         return Ok(device);
     };

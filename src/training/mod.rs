@@ -384,6 +384,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// The process group back, when the trainer is done with it (the benchmark runs several trainers in one job).
+    pub fn into_group(self) -> Option<ProcessGroup> {
+        self.group
+    }
+
     /// Whether this process writes the run directory: a one-process run, or rank 0 of a data-parallel job.
     pub fn is_writer(&self) -> bool {
         self.group.as_ref().is_none_or(|g| g.rank == 0)
