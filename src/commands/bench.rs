@@ -385,7 +385,7 @@ fn run_scaling(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
         processes: nproc,
         backend: format!(
             "{:?}",
-            Backend::for_device(globals.device.clone().resolve()?)
+            Backend::for_device(globals.device.resolve()?)
         ),
         variants: rows,
     });
@@ -399,7 +399,7 @@ fn run_here(
     world: Option<&WorldInfo>,
 ) -> Result<BenchReport> {
     let (base, _) = train::resolve(globals, &args.train)?;
-    let device = train::rank_device(globals.device.clone().resolve()?, world)?;
+    let device = train::rank_device(globals.device.resolve()?, world)?;
     let mut group = match world {
         Some(info) => Some(ProcessGroup::join(
             info,
