@@ -127,6 +127,25 @@ last=$(ls "$run"/network-snapshot-*.safetensors | sort | tail -n 1)
 step resume "$bin" "${g[@]}" train "${common[@]}" --results-dir "$work/resumed" --resume "$first"
 resumed=$(ls "$(ls -d "$work"/resumed/[0-9]*-* | sort | tail -n 1)"/network-snapshot-*.safetensors | sort | tail -n 1)
 
+# Data parallelism (issue 21): Gloo workers on the CPU; NCCL over the GPUs when there are several, else NCCL in a
+# one-rank job (the collectives and the CUDA path of a rank, without peers).
+ngpu=0
+[ "$device" != cpu ] && ngpu=$("$python" -c "import torch; print(torch.cuda.device_count())")
+if [ "$device" = cpu ] || [ "$ngpu" -ge 2 ]; then
+    nproc=2
+    nproc_chunks=()
+    if [ "$device" != cpu ]; then
+        [ "$ngpu" -ge 4 ] && nproc=4
+        nproc_chunks=(--num-gpus "$nproc")
+    fi
+    step dist-train "$bin" "${g[@]}" train "${common[@]}" "${nproc_chunks[@]}" --results-dir "$work/dist" --nproc "$nproc"
+    step dist-bench "$bin" "${g[@]}" bench "${bench_flags[@]}" "${nproc_chunks[@]}" --steps "$steps" --warmup "$warmup" \
+        --variants hp,nohp --nproc "$nproc"
+else
+    step dist-train env WORLD_SIZE=1 RANK=0 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 \
+        "$bin" "${g[@]}" train "${common[@]}" --results-dir "$work/dist"
+fi
+
 step detectors "$python" scripts/make_bench_detectors.py "$work/detectors"
 step evaluate "$bin" "${g[@]}" evaluate --models "$last" --dataset synth_clevr_simple --datasets-dir "$work/datasets" \
     --metrics fid ppl --num-images "$fid_images" --num-samples "$ppl_samples" --no-cache --json \
@@ -181,6 +200,8 @@ report["discover"]["seconds_per_iteration"] = report["discover"]["seconds"] / ma
 report["infogan_cr"] = [{"iteration": int(re.match(r"it (\d+)", l).group(1)),
                          "iterations_per_s": float(re.search(r"([\d.]+) it/s", l).group(1)), "line": l.strip()}
                         for l in cr_lines]
+if os.path.exists(os.path.join(out, "dist-bench.out")):
+    report["scaling"] = load("dist-bench.out").get("scaling")
 json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=2)
 
 md = [f"# gpu-check on {report['info'].get('device', device) if isinstance(report['info'], dict) else device}", ""]
@@ -212,6 +233,14 @@ md += ["", "## InfoGAN-CR (short run)", ""] + [f"    {c['line']}" for c in repor
 d = report["discover"]
 md += ["", "## discover (speed only)", "", f"`{d['model']}`: {d['iterations']} iterations in {d['seconds']:.1f} s, "
        f"{d['seconds_per_iteration']:.3f} s per iteration (including loading), final HP {d['final_penalty']:.4g}"]
+sc = report.get("scaling")
+if sc:
+    md += ["", f"## data parallelism: {sc['processes']} {sc['backend']} processes vs one", "",
+           "| variant | img/s, 1 process | img/s, N processes | speedup | efficiency |", "|---|---|---|---|---|"]
+    md += [f"| {r['variant']} | {r['images_per_s_one_process']:.1f} | {r['images_per_s']:.1f} | {r['speedup']:.2f}× | "
+           f"{r['efficiency']:.0%} |" for r in sc["variants"]]
+else:
+    md += ["", "## data parallelism", "", "one GPU: NCCL ran in a one-rank job (step dist-train); no scaling figure"]
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 if device == "cpu" and not res["bitwise_equal"]:

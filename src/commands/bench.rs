@@ -383,10 +383,7 @@ fn run_scaling(globals: &Globals, args: &BenchOptions) -> Result<BenchReport> {
         .collect();
     one.scaling = Some(Scaling {
         processes: nproc,
-        backend: format!(
-            "{:?}",
-            Backend::for_device(globals.device.resolve()?)
-        ),
+        backend: format!("{:?}", Backend::for_device(globals.device.resolve()?)),
         variants: rows,
     });
     Ok(one)

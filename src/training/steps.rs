@@ -56,7 +56,8 @@ impl Trainer {
         self.loss.shard.take(z, 0)
     }
 
-    /// Averages a flat gradient over the data-parallel ranks, in place (nothing in a one-process run).
+    /// Averages a flat gradient over the data-parallel ranks, in place (nothing in a one-process run): the
+    /// reference summed the per-GPU gradients and scaled them by 1/num_gpus (docs/spec/progan_hp.md §2.3).
     fn average_grads(&self, grads: &Tensor) -> Result<()> {
         match &self.group {
             Some(group) => group.all_reduce_mean_(grads),
