@@ -23,7 +23,7 @@ fn resolve(args: &[&str]) -> TrainConfig {
 
 /// Flags that steer the command rather than set a training setting (resume, preset, dry run); they have their own
 /// tests in tests/train.rs.
-const CONTROL: [&str; 6] = [
+const CONTROL: [&str; 9] = [
     "config",
     "dry-run",
     "resume-exp",
@@ -31,6 +31,11 @@ const CONTROL: [&str; 6] = [
     "resume",
     // Chooses the trainer (`progan`, the one this test resolves, or `infogan-cr`: tests/infogan_cr.rs).
     "model",
+    // How many processes train, not what they train: `data_parallel_flags_reach_the_request` and
+    // tests/distributed.rs.
+    "nproc",
+    "master-port",
+    "dist-timeout",
 ];
 
 /// Options of every command (`--device`, `--seed`, …), handled outside `TrainArgs`.
@@ -41,6 +46,39 @@ const COUPLED: [(&str, &str); 2] = [
     ("infogan_lambda", "infogan_nz"),
     ("infogan_nz", "infogan_lambda"),
 ];
+
+#[test]
+fn data_parallel_flags_reach_the_request() {
+    let request = |args: &[&str]| -> TrainRequest {
+        let argv = ["hessian-gan", "train"].iter().chain(args);
+        let Command::Train(a) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a train command");
+        };
+        (*a).into()
+    };
+    let r = request(&[]);
+    assert_eq!(
+        (r.nproc, r.master_port, r.dist_timeout.as_secs()),
+        (1, None, 1800)
+    );
+    let r = request(&[
+        "--nproc",
+        "4",
+        "--master-port",
+        "29511",
+        "--dist-timeout",
+        "60",
+    ]);
+    assert_eq!(
+        (r.nproc, r.master_port, r.dist_timeout.as_secs()),
+        (4, Some(29511), 60)
+    );
+    for bad in [["--nproc", "0"], ["--master-port", "70000"]] {
+        let argv = ["hessian-gan", "train"].iter().chain(&bad);
+        let e = Cli::try_parse_from(argv).err().unwrap().to_string();
+        assert!(e.contains(bad[0]), "{e}");
+    }
+}
 
 #[test]
 fn every_train_flag_changes_the_resolved_config() {
