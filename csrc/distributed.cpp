@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -182,6 +183,14 @@ int hg_dist_broadcast(void* group, const at::Tensor* t, int root) {
     opts.rootRank = root;
     opts.rootTensor = 0;
     wait(static_cast<Group*>(group)->backend->broadcast(ts, opts));
+  });
+}
+
+// Makes CUDA device `index` this process's current device (what torch.cuda.set_device does), so that anything
+// placed on "the current GPU", NCCL's communicators included, lands on the rank's own device.
+int hg_dist_set_cuda_device(int index) {
+  return guarded([&] {
+    c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->setDevice(c10::Device(c10::DeviceType::CUDA, index));
   });
 }
 

@@ -251,6 +251,7 @@ pub(crate) fn rank_device(device: tch::Device, world: Option<&WorldInfo>) -> Res
         info.rank,
         info.local_rank
     );
+    crate::core::distributed::set_cuda_device(info.local_rank)?;
     Ok(tch::Device::Cuda(info.local_rank))
 }
 

@@ -54,6 +54,16 @@ extern "C" {
     fn hg_dist_all_reduce_sum(group: *mut c_void, t: *const CTensor) -> i32;
     fn hg_dist_broadcast(group: *mut c_void, t: *const CTensor, root: i32) -> i32;
     fn hg_dist_barrier(group: *mut c_void) -> i32;
+    fn hg_dist_set_cuda_device(index: i32) -> i32;
+}
+
+/// Makes `cuda:index` the process's current CUDA device (torch.cuda.set_device), as each rank does first.
+pub fn set_cuda_device(index: usize) -> Result<()> {
+    // SAFETY: a plain integer; errors come back as a message.
+    check(
+        unsafe { hg_dist_set_cuda_device(index as i32) },
+        &format!("cannot make cuda:{index} the current device"),
+    )
 }
 
 fn last_error() -> String {
