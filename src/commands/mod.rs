@@ -12,6 +12,7 @@ pub mod info;
 pub mod report;
 pub mod score;
 pub mod select;
+pub mod sweep;
 pub mod train;
 pub mod visualize;
 
