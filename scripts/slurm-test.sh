@@ -150,9 +150,17 @@ squeue
 
 step "waiting for job $JOB (timeout ${TIMEOUT}s)"
 deadline=$((SECONDS + TIMEOUT))
+shown=""
 while [[ -n $(squeue -h -j "$JOB" 2>/dev/null) ]]; do
     ((SECONDS < deadline)) || { echo "timed out"; squeue; "$BIN" sweep status "$SWEEP"; exit 1; }
-    sleep 3
+    # Once, while a task trains: the status of a running sweep (running tasks must not read as interrupted).
+    if [[ -z $shown ]] && grep -qs '"running"' "$SWEEP"/runs/*/attempt.json; then
+        shown=1
+        squeue
+        "$BIN" sweep status "$SWEEP" | tee "$WORK/status-running.txt"
+        if grep -q interrupted "$WORK/status-running.txt"; then echo "a running task reads as interrupted"; exit 1; fi
+    fi
+    sleep 1
 done
 echo "job $JOB left the queue after ${SECONDS}s of this script"
 
@@ -165,10 +173,40 @@ for f in "$SWEEP"/slurm/*.out; do echo "--- $(basename "$f")"; cat "$f"; done
 
 # The status table's last line counts the runs per state: all 4 (2 seeds x 2 arms) must be finished.
 counts=$("$BIN" sweep status "$SWEEP" | tail -n 1)
+[[ $counts == "finished 4" ]] || { echo "FAIL: $counts"; exit 1; }
+
+# A lost allocation: one longer run (3 kimg) is cancelled after its first snapshot; `sweep resume` submits it again
+# and it continues from that snapshot.
+wait_gone() { # job
+    local deadline=$((SECONDS + TIMEOUT))
+    while [[ -n $(squeue -h -j "$1" 2>/dev/null) ]]; do
+        ((SECONDS < deadline)) || { echo "timed out"; squeue; exit 1; }
+        sleep 1
+    done
+}
+SWEEP2=$WORK/sweep-cancelled
+step "cancel and resume: hessian-gan sweep --runner slurm, 1 run of 3 kimg"
+"$BIN" --device cpu sweep --config "$WORK/tiny.json" --seeds 7 --runner slurm --cpus-per-task 1 --out "$SWEEP2" \
+    -- --total-kimg 3 --score-ticks 0 | tee "$WORK/submit2.txt"
+JOB=$(sed -nE 's/^submitted job ([0-9]+)$/\1/p' "$WORK/submit2.txt")
+deadline=$((SECONDS + TIMEOUT))
+until ls "$SWEEP2"/runs/*/*/network-snapshot-000001.safetensors >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "no snapshot"; exit 1; }
+    sleep 0.2
+done
+scancel "$JOB"
+echo "scancel $JOB after the first snapshot"
+wait_gone "$JOB"
+"$BIN" sweep status "$SWEEP2" | tee "$WORK/status-cancelled.txt"
+grep -q "interrupted" "$WORK/status-cancelled.txt" || { echo "FAIL: the cancelled run does not read as interrupted"; exit 1; }
+"$BIN" sweep resume "$SWEEP2" | tee "$WORK/submit3.txt"
+JOB=$(sed -nE 's/^submitted job ([0-9]+)$/\1/p' "$WORK/submit3.txt")
+grep -- "--array" "$SWEEP2/sweep.sbatch"
+wait_gone "$JOB"
+"$BIN" sweep status "$SWEEP2" | tee "$WORK/status-resumed.txt"
+grep -A3 '"resumed_from"' "$SWEEP2"/runs/*/attempt.json | head -n 1
+grep -q '"resumed_from": "/' "$SWEEP2"/runs/*/attempt.json || { echo "FAIL: the run was not resumed from its snapshot"; exit 1; }
+[[ $(tail -n 1 "$WORK/status-resumed.txt") == "finished 1" ]] || { echo "FAIL: the resumed run did not finish"; exit 1; }
+
 step "result"
-if [[ $counts == "finished 4" ]]; then
-    echo "PASS: 4 of 4 runs finished through Slurm (job $JOB)"
-else
-    echo "FAIL: $counts"
-    exit 1
-fi
+echo "PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed from its snapshot and finished"

@@ -545,7 +545,7 @@ fn a_real_slurm_cluster_runs_the_sweep_as_a_job_array() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("PASS: 4 of 4 runs finished through Slurm"),
+        text.contains("PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed"),
         "{text}"
     );
 }

@@ -247,6 +247,8 @@ pub fn launch(globals: &Globals, opts: &SweepOptions) -> Result<SweepReport> {
                 dir.display()
             );
         }
+        // The binary that continues the sweep runs its runs (the recorded one may have been rebuilt elsewhere).
+        old.binary = std::env::current_exe().context("cannot locate this binary for the runs")?;
         old.runner = opts.runner;
         old.parallel = opts.parallel.or(old.parallel);
         if opts.runner == Runner::Slurm {
@@ -328,6 +330,7 @@ pub fn resume(dir: &Path, parallel: Option<usize>, dry_run: bool) -> Result<Swee
     let dir = sweep_dir(dir)?;
     let mut manifest = Manifest::load(&dir)?;
     manifest.parallel = parallel.or(manifest.parallel);
+    manifest.binary = std::env::current_exe().context("cannot locate this binary for the runs")?;
     proceed(&dir, manifest, dry_run)
 }
 

@@ -178,6 +178,35 @@ pub fn submit(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<Sweep
     Ok(report)
 }
 
+/// The tasks of job `job` that Slurm runs now (`<job>_<index>`), or None when squeue cannot tell (not installed,
+/// controller unreachable).
+pub fn active_tasks(job: &str) -> Option<Vec<String>> {
+    let out = Command::new("squeue")
+        .args([
+            "-h",
+            "-t",
+            "RUNNING,COMPLETING,SUSPENDED",
+            "-o",
+            "%i",
+            "-j",
+            job,
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        // squeue fails for a job id it has forgotten (all tasks ended long ago): nothing of it runs.
+        let err = String::from_utf8_lossy(&out.stderr);
+        return err.contains("Invalid job id").then(Vec::new);
+    }
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

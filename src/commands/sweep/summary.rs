@@ -3,7 +3,7 @@
 //! the disentanglement scores of `--score-ticks`), and the hand-off to ModelCentrality (`select`) per arm.
 
 use super::run::{finished_dir, observe, progress_of, RunState};
-use super::{Manifest, Runner};
+use super::{slurm, Manifest, Runner};
 use crate::checkpoint::find_snapshot;
 use crate::commands::report::{Stat, MEASURES};
 use crate::io::fs;
@@ -49,6 +49,10 @@ pub fn status(dir: &Path) -> Result<StatusReport> {
     let dir = &super::sweep_dir(dir)?;
     let mut manifest = Manifest::load(dir)?;
     let job = manifest.job_ids.last().cloned();
+    let queued = match (manifest.runner, &job) {
+        (Runner::Slurm, Some(j)) => slurm::active_tasks(j),
+        _ => None,
+    };
     let mut runs = Vec::new();
     let mut counts = BTreeMap::new();
     for record in &mut manifest.runs {
@@ -57,6 +61,13 @@ pub fn status(dir: &Path) -> Result<StatusReport> {
         // Handed to Slurm and not started: still queued.
         if state == RunState::Pending && record.status == RunState::Submitted {
             state = RunState::Submitted;
+        }
+        // A task that Slurm no longer runs (cancelled, timed out, its node lost) cannot say so itself: its run
+        // is interrupted, and `sweep resume` continues it.
+        if let (RunState::Running, Some(active), Some(j)) = (state, &queued, &job) {
+            if !active.contains(&format!("{j}_{}", record.index)) {
+                state = RunState::Interrupted;
+            }
         }
         record.status = state;
         let failed = state == RunState::Failed;
