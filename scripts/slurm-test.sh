@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A real Slurm round trip for `hessian-gan sweep --runner slurm` (issue 21): as root, builds a throw-away single-node
 # cluster (its own munged on a private socket, slurmctld and slurmd with a slurm.conf in a temporary directory, on
-# ports of its own), runs a sweep of 4 tiny CPU runs (2 seeds x 2 HP weights) as a job array, waits for them, checks that all finished and
-# summarises them; then stops every daemon it started and removes the directory, also on failure or Ctrl-C (trap).
+# ports of its own), runs a sweep of 4 tiny CPU runs (2 seeds x 2 HP weights) as a job array (showing `sweep status`
+# while it runs), waits for them, checks that all finished and summarises them; then cancels a longer run after its
+# first snapshot (a lost allocation), checks that it reads as interrupted, and that `sweep resume` resubmits it and it
+# continues from that snapshot. Finally it stops every daemon it started and removes the directory, also on failure or
+# Ctrl-C (trap).
 # Nothing outside the temporary directory is changed except /etc/munge/munge.key, created when missing.
 #
 #   sudo bash scripts/slurm-test.sh            (HESSIAN_GAN_BIN=path to use another binary; SLURM_TEST_TIMEOUT=s)
 #
-# Needs Debian's slurm-wlm and munge (apt-get install slurm-wlm munge). Exits 0 when every run finished.
+# Needs Debian's slurm-wlm and munge (apt-get install slurm-wlm munge). Exits 0 when all of that held.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
