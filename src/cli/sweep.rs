@@ -169,6 +169,13 @@ pub fn print_launch(report: &SweepReport) {
             report.failed.len()
         ),
     }
+    if !report.stopped.is_empty() {
+        println!(
+            "runs {:?} stopped before finishing; `sweep resume {}` continues them",
+            report.stopped,
+            report.dir.display()
+        );
+    }
 }
 
 /// `sweep status`'s table.

@@ -154,6 +154,9 @@ pub struct SweepReport {
     pub skipped: usize,
     /// Local: the runs that failed in this command (index, arm, seed, exit code).
     pub failed: Vec<(usize, String, u64, Option<i32>)>,
+    /// Local: runs that stopped without finishing or failing (train stopped by `abort.txt` or Ctrl-C); the next
+    /// resume continues them.
+    pub stopped: Vec<usize>,
     /// Slurm: the batch script, and the job id unless `--dry-run`.
     pub script: Option<PathBuf>,
     pub job_id: Option<String>,

@@ -350,6 +350,7 @@ pub fn local(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<SweepR
         runs: manifest.runs.len(),
         skipped,
         failed: Vec::new(),
+        stopped: Vec::new(),
         script: None,
         job_id: None,
         dry_run,
@@ -413,7 +414,10 @@ pub fn local(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<SweepR
                     .failed
                     .push((index, record.arm.clone(), record.seed, outcome.exit_code));
             }
-            other => log::warn!("{what} stopped: {}", other.name()),
+            other => {
+                log::warn!("{what} stopped: {}", other.name());
+                report.stopped.push(index);
+            }
         }
         manifest.save(dir)?;
         bar.inc(1);

@@ -133,6 +133,7 @@ pub fn submit(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<Sweep
         runs: manifest.runs.len(),
         skipped,
         failed: Vec::new(),
+        stopped: Vec::new(),
         script: None,
         job_id: None,
         dry_run,
