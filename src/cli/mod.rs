@@ -10,6 +10,7 @@ pub mod figures;
 pub mod geometry;
 pub mod score;
 pub mod select;
+pub mod sweep;
 pub mod train;
 pub mod values;
 pub mod visualize;
@@ -105,6 +106,10 @@ pub enum Command {
     /// Penalty of its output with respect to the directions' coefficients, and compare them with coordinate, random,
     /// PCA and metric-tensor directions (traversals; effect-matrix scores where the data has factors).
     Discover(Box<discover::DiscoverArgs>),
+    /// Many `train` runs of one preset: seeds × a grid of settings (--set KEY=V1,V2), run locally (--parallel at a
+    /// time) or as a Slurm job array, resumable; then `sweep status DIR` and `sweep summarize DIR` (mean ± std per
+    /// arm, the hand-off to `select`).
+    Sweep(Box<sweep::SweepArgs>),
     /// Summarise a study (scripts/study.sh): per dataset, each arm's last score tick as mean ± std over seeds,
     /// every measure against kimg, traversal stills; study.md, study.json and plots.
     Report {
@@ -241,6 +246,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Sweep(args) => run_sweep(&globals, *args, quiet)?,
         Command::Visualize(args) => {
             for set in commands::visualize::run(&globals, &(*args).into())? {
                 if !quiet {
@@ -248,6 +254,63 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `sweep` and its subcommands. A sweep with failed runs is an error naming them, after the others completed.
+fn run_sweep(globals: &Globals, args: sweep::SweepArgs, quiet: bool) -> Result<()> {
+    use crate::commands::sweep as cmd;
+    use sweep::SweepAction;
+    let report = match args.action {
+        None => cmd::launch(globals, &args.launch.options()?)?,
+        Some(SweepAction::Resume {
+            dir,
+            parallel,
+            dry_run,
+        }) => cmd::resume(&dir, parallel, dry_run)?,
+        Some(SweepAction::RunOne { dir, index }) => {
+            let outcome = cmd::run_one(&dir, index)?;
+            if !quiet {
+                println!("run {index}: {}", outcome.state.name());
+            }
+            anyhow::ensure!(
+                outcome.state == cmd::RunState::Finished,
+                "run {index} {} (exit {}): {}",
+                outcome.state.name(),
+                outcome.exit_code.map_or("–".into(), |c| c.to_string()),
+                outcome.log_tail.last().map_or("", String::as_str)
+            );
+            return Ok(());
+        }
+        Some(SweepAction::Status { dir, json }) => {
+            return sweep::print_status(&cmd::summary::status(&dir)?, json);
+        }
+        Some(SweepAction::Summarize { dir, json, select }) => {
+            return sweep::print_summary(&cmd::summary::summarize(&dir, select)?, json);
+        }
+    };
+    if !quiet {
+        sweep::print_launch(&report);
+    }
+    if !report.failed.is_empty() {
+        let names: Vec<String> = report
+            .failed
+            .iter()
+            .map(|(i, arm, seed, code)| {
+                format!(
+                    "run {i} ({arm} seed {seed}, exit {})",
+                    code.map_or("–".into(), |c| c.to_string())
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "{} of {} runs failed: {}; logs in their train.log, `sweep status {}` for details",
+            names.len(),
+            report.runs,
+            names.join(", "),
+            report.dir.display()
+        );
     }
     Ok(())
 }

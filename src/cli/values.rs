@@ -4,6 +4,7 @@
 
 use crate::commands::figures::Fig;
 use crate::commands::score::ScoreMethod;
+use crate::commands::sweep::Runner;
 use crate::core::discover::{DirectionInit, SearchSpace};
 use crate::core::precision::Precision;
 use crate::data::synth::Kind as SynthKind;
@@ -109,5 +110,15 @@ choice!(
         Random,
         /// The coordinate axes.
         Coords,
+    }
+);
+
+choice!(
+    /// `sweep --runner`: where the runs execute.
+    RunnerArg => Runner {
+        /// Child processes on this machine (--parallel at a time).
+        Local,
+        /// A Slurm job array (sweep.sbatch), one task per run, submitted with sbatch.
+        Slurm,
     }
 );

@@ -13,6 +13,7 @@ pub mod launch;
 pub mod report;
 pub mod score;
 pub mod select;
+pub mod sweep;
 pub mod train;
 pub mod visualize;
 
