@@ -359,3 +359,45 @@ fn bench_measures_two_processes_beside_one() {
         "{err}"
     );
 }
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().map(|rest| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn workers_die_with_a_killed_launcher() {
+    let root = scratch("orphans");
+    let preset = preset(&root, json!({"total_kimg": 50, "tick_kimg": 1}));
+    let mut job = train(&preset, &["--nproc", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let pids = loop {
+        let w = workers(job.id());
+        if w.len() == 2 {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "workers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    job.kill().unwrap();
+    job.wait().unwrap();
+    let start = Instant::now();
+    while pids.iter().any(|(pid, _)| alive(*pid)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "workers outlived their killed launcher: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

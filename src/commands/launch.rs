@@ -75,6 +75,17 @@ pub fn run_workers_with(
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
+        // A worker dies with its launcher: killed outright, the launcher could not stop them itself.
+        // SAFETY: prctl is async-signal-safe; the closure runs in the child between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if rank > 0 || !rank0_stdout {
             cmd.stdout(Stdio::null());
         }
