@@ -22,12 +22,23 @@
 #include <string>
 #include <vector>
 
+namespace gloo {
+namespace transport {
+class Device;
+}
+}  // namespace gloo
+
 namespace c10d {
 class ProcessGroupGloo : public Backend {
  public:
   struct Options : public Backend::Options {
     static c10::intrusive_ptr<Options> create_default(std::chrono::milliseconds timeout);
+    // The data members exactly as ProcessGroupGloo.hpp declares them (we set `devices`).
+    std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+    int threads;
   };
+  static std::shared_ptr<::gloo::transport::Device> createDeviceForInterface(const std::string& interface,
+                                                                            bool lazyInit);
   ProcessGroupGloo(const c10::intrusive_ptr<Store>& store, int rank, int size, c10::intrusive_ptr<Options> options);
 
  private:
@@ -139,7 +150,9 @@ void hg_dist_free(char* p) {
 }
 
 // A process group of `world` ranks over `store`: backend 0 = Gloo (CPU tensors), 1 = NCCL (CUDA tensors).
-void* hg_dist_group_new(void* store, int rank, int world, int backend, long timeout_ms) {
+// `interfaces`: Gloo's network interfaces, comma-separated (torch's GLOO_SOCKET_IFNAME), or empty for the default
+// device (the address this host's name resolves to, else loopback).
+void* hg_dist_group_new(void* store, int rank, int world, int backend, long timeout_ms, const char* interfaces) {
   Group* out = nullptr;
   int rc = guarded([&] {
     // The group holds its own reference to the store.
@@ -147,6 +160,20 @@ void* hg_dist_group_new(void* store, int rank, int world, int backend, long time
     auto timeout = std::chrono::milliseconds(timeout_ms);
     if (backend == 0) {
       auto opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
+      std::string names(interfaces);
+      if (!names.empty()) {
+        opts->devices.clear();
+        size_t start = 0;
+        while (start <= names.size()) {
+          size_t end = names.find(',', start);
+          if (end == std::string::npos) end = names.size();
+          if (end > start) {
+            opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(names.substr(start, end - start),
+                                                                                     false));
+          }
+          start = end + 1;
+        }
+      }
       out = new Group{c10::make_intrusive<c10d::ProcessGroupGloo>(s, rank, world, opts)};
     } else {
 #ifdef HG_WITH_NCCL

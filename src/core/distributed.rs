@@ -49,6 +49,7 @@ extern "C" {
         world: i32,
         backend: i32,
         timeout_ms: c_long,
+        interfaces: *const c_char,
     ) -> *mut c_void;
     fn hg_dist_group_free(group: *mut c_void);
     fn hg_dist_all_reduce_sum(group: *mut c_void, t: *const CTensor) -> i32;
@@ -265,7 +266,21 @@ unsafe impl Send for ProcessGroup {}
 impl ProcessGroup {
     /// Joins the job of `info`: the store rendezvous, then the process group. `timeout` bounds the rendezvous, each
     /// collective and each control message (so a rank busy with a long metric must finish within it).
+    /// Gloo binds to the interfaces named by `GLOO_SOCKET_IFNAME` (comma-separated, as torch reads it), else to
+    /// the address this host's name resolves to (else loopback).
     pub fn join(info: &WorldInfo, backend: Backend, timeout: Duration) -> Result<ProcessGroup> {
+        let interfaces = std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default();
+        Self::join_on(info, backend, timeout, &interfaces)
+    }
+
+    /// [`ProcessGroup::join`] with Gloo's interfaces given (comma-separated; empty: the default device).
+    pub fn join_on(
+        info: &WorldInfo,
+        backend: Backend,
+        timeout: Duration,
+        interfaces: &str,
+    ) -> Result<ProcessGroup> {
+        let names = c_string(interfaces, "GLOO_SOCKET_IFNAME")?;
         let store = Store::connect(info, timeout)?;
         // SAFETY: live store handle and plain integers; the result is owned here (or null on error).
         let raw = unsafe {
@@ -278,11 +293,17 @@ impl ProcessGroup {
                     Backend::Nccl => 1,
                 },
                 timeout.as_millis() as c_long,
+                names.as_ptr(),
             )
         };
         if raw.is_null() {
+            let hint = if interfaces.is_empty() {
+                String::new()
+            } else {
+                format!(" (GLOO_SOCKET_IFNAME={interfaces})")
+            };
             bail!(
-                "rank {}: cannot create the {backend:?} process group of {} ranks: {}",
+                "rank {}: cannot create the {backend:?} process group of {} ranks{hint}: {}",
                 info.rank,
                 info.world,
                 last_error()
@@ -520,6 +541,47 @@ mod tests {
             assert_eq!(b, vec![6.0; 3]);
             assert_eq!(shared, "from 0");
         }
+    }
+
+    /// GLOO_SOCKET_IFNAME's path: the group on a named interface works, and an unknown interface is an error that
+    /// names it.
+    #[test]
+    fn gloo_binds_to_a_named_interface() {
+        let port = free_port();
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                std::thread::spawn(move || {
+                    let info = WorldInfo {
+                        rank,
+                        world: 2,
+                        local_rank: rank,
+                        master_addr: "127.0.0.1".into(),
+                        master_port: port,
+                    };
+                    let pg =
+                        ProcessGroup::join_on(&info, Backend::Gloo, Duration::from_secs(60), "lo")
+                            .unwrap();
+                    let t = Tensor::from_slice(&[rank as f32 + 1.0]);
+                    pg.all_reduce_sum_(&t).unwrap();
+                    t.double_value(&[0])
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 3.0);
+        }
+        let info = WorldInfo {
+            rank: 0,
+            world: 1,
+            local_rank: 0,
+            master_addr: "127.0.0.1".into(),
+            master_port: free_port(),
+        };
+        let e = ProcessGroup::join_on(&info, Backend::Gloo, Duration::from_secs(10), "nosuchif0")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("GLOO_SOCKET_IFNAME=nosuchif0"), "{e}");
     }
 
     /// A port that was free a moment ago (the OS picks it).
