@@ -211,5 +211,35 @@ grep -A3 '"resumed_from"' "$SWEEP2"/runs/*/attempt.json | head -n 1
 grep -q '"resumed_from": "/' "$SWEEP2"/runs/*/attempt.json || { echo "FAIL: the run was not resumed from its snapshot"; exit 1; }
 [[ $(tail -n 1 "$WORK/status-resumed.txt") == "finished 1" ]] || { echo "FAIL: the resumed run did not finish"; exit 1; }
 
+# Preemption: Slurm itself requeues a running task (`scontrol requeue`, what a preempting partition does to a
+# `--requeue` job); the same array task starts again and resumes its run from the newest snapshot, with no `sweep`
+# command in between.
+SWEEP3=$WORK/sweep-requeued
+step "requeue: hessian-gan sweep --runner slurm, 1 run of 3 kimg, scontrol requeue after its first snapshot"
+"$BIN" --device cpu sweep --config "$WORK/tiny.json" --seeds 8 --runner slurm --cpus-per-task 1 --out "$SWEEP3" \
+    -- --total-kimg 3 --score-ticks 0 | tee "$WORK/submit4.txt"
+JOB=$(sed -nE 's/^submitted job ([0-9]+)$/\1/p' "$WORK/submit4.txt")
+deadline=$((SECONDS + TIMEOUT))
+until ls "$SWEEP3"/runs/*/*/network-snapshot-000001.safetensors >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "no snapshot"; exit 1; }
+    sleep 0.2
+done
+scontrol requeue "${JOB}_0"
+echo "scontrol requeue ${JOB}_0 after the first snapshot"
+# A requeued job waits for a begin time Slurm sets a little in the future; let it start at once.
+for _ in 1 2 3 4 5; do
+    scontrol update JobId="${JOB}_0" BeginTime=now 2>/dev/null && break
+    sleep 1
+done
+wait_gone "$JOB"
+"$BIN" sweep status "$SWEEP3" | tee "$WORK/status-requeued.txt"
+echo "--- the task's log (both attempts, appended)"
+cat "$SWEEP3"/slurm/*.out
+grep -q '"resumed_from": "/' "$SWEEP3"/runs/*/attempt.json || { echo "FAIL: the requeued run did not resume"; exit 1; }
+[[ $(tail -n 1 "$WORK/status-requeued.txt") == "finished 1" ]] || { echo "FAIL: the requeued run did not finish"; exit 1; }
+[[ $(find "$SWEEP3"/runs/*/ -mindepth 1 -maxdepth 1 -type d | wc -l) == 2 ]] ||
+    { echo "FAIL: expected the first attempt's run directory and the resumed one"; exit 1; }
+
 step "result"
-echo "PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed from its snapshot and finished"
+echo "PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed from its snapshot and finished; a requeued"
+echo "task resumed its run from its snapshot and finished"
