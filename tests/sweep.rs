@@ -545,7 +545,9 @@ fn a_real_slurm_cluster_runs_the_sweep_as_a_job_array() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed"),
+        text.contains("PASS: 4 of 4 runs finished through Slurm; a cancelled run resumed")
+            && text.contains("task resumed its run from its snapshot and finished")
+            && text.contains("DUE TO JOB REQUEUE"),
         "{text}"
     );
 }
