@@ -3,9 +3,10 @@
 // an in-place all-reduce (sum), a broadcast from one rank and a barrier. No communication code of our own.
 //
 // The PyPI wheel ships the c10d headers but not Gloo's own (gloo/*.h) nor, for NCCL, a matching nccl.h, and
-// ProcessGroupGloo.hpp / ProcessGroupNCCL.hpp include them. So the two constructors and the two option factories we
-// call are declared here with their exact signatures (the ones libtorch_cpu.so / libtorch_cuda.so export); every
-// other call goes through c10d::Backend, whose header we have, by virtual dispatch. The declared classes reserve
+// ProcessGroupGloo.hpp / ProcessGroupNCCL.hpp include them. So what we call is declared here with the exact
+// signatures libtorch_cpu.so / libtorch_cuda.so export (the two constructors, the option factories,
+// createDeviceForInterface), and Gloo's two option data members as its header lists them; every other call goes
+// through c10d::Backend, whose header we have, by virtual dispatch. The declared classes reserve
 // more room than the real objects take (each is a handful of containers and handles), so `make_intrusive` allocates
 // enough, the real constructor fills it, and the real virtual destructor frees it.
 //
