@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 pub use rundir::{
-    find_snapshot, newest_good_sibling, newest_snapshot, next_run_dir, run_dir_of, snapshots_in,
+    find_snapshot, newest_good_sibling, newest_snapshot, next_run_dir, run_dir_of,
+    run_dirs_newest_first, snapshots_in,
 };
 
 /// Counters that, with the networks, optimisers and loader position, make a run resumable exactly.

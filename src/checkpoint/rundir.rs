@@ -114,11 +114,11 @@ pub fn newest_good_sibling(snapshot: &Path) -> Option<PathBuf> {
         .find(|p| crate::io::safetensors::verify(p).is_ok())
 }
 
-/// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
-/// no such run (or no `results_dir`).
-pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
+/// The numbered run directories (`NNNNN-…`) in `results_dir`, newest (largest number) first; none when the
+/// directory does not exist.
+pub fn run_dirs_newest_first(results_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(results_dir) else {
-        return Ok(None);
+        return Vec::new();
     };
     let mut runs: Vec<(u32, PathBuf)> = entries
         .flatten()
@@ -131,7 +131,13 @@ pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
         })
         .collect();
     runs.sort();
-    for (_, run) in runs.into_iter().rev() {
+    runs.into_iter().rev().map(|(_, p)| p).collect()
+}
+
+/// The latest snapshot of the newest run (largest run number) in `results_dir` that holds one; `None` when there is
+/// no such run (or no `results_dir`).
+pub fn newest_snapshot(results_dir: &Path) -> Result<Option<PathBuf>> {
+    for run in run_dirs_newest_first(results_dir) {
         if let Some(last) = snapshots_in(&run)?.pop() {
             return Ok(Some(last));
         }

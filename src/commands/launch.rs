@@ -248,18 +248,13 @@ pub fn run_dir_since(
     results_dir: &std::path::Path,
     since: std::time::SystemTime,
 ) -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(results_dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
+    crate::checkpoint::run_dirs_newest_first(results_dir)
+        .into_iter()
+        .find(|p| {
             std::fs::metadata(p.join("config.json"))
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t >= since)
         })
-        .collect();
-    dirs.sort();
-    dirs.pop()
 }
 
 /// This process's arguments without the program name (to start its workers with).

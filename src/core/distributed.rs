@@ -501,41 +501,28 @@ mod tests {
     /// Two ranks in two threads of this process, over Gloo on loopback: sum, mean, broadcast, barrier, store.
     #[test]
     fn gloo_collectives_between_two_ranks() {
-        let port = free_port();
-        let handles: Vec<_> = (0..2)
-            .map(|rank| {
-                std::thread::spawn(move || {
-                    let info = WorldInfo {
-                        rank,
-                        world: 2,
-                        local_rank: rank,
-                        master_addr: "127.0.0.1".into(),
-                        master_port: port,
-                    };
-                    let pg =
-                        ProcessGroup::join(&info, Backend::Gloo, Duration::from_secs(60)).unwrap();
-                    let t = Tensor::from_slice(&[1.0f32 + rank as f32, 10.0]);
-                    pg.all_reduce_sum_(&t).unwrap();
-                    let sum = Vec::<f32>::try_from(&t).unwrap();
-                    let m = Tensor::from_slice(&[2.0f32 * rank as f32]);
-                    pg.all_reduce_mean_(&m).unwrap();
-                    let b = Tensor::from_slice(&[rank as f32 + 5.0; 3]);
-                    pg.broadcast_(&b, 1).unwrap();
-                    pg.barrier().unwrap();
-                    let shared = pg
-                        .share_from_writer("k", format!("from {rank}").as_bytes())
-                        .unwrap();
-                    (
-                        sum,
-                        m.double_value(&[]),
-                        Vec::<f32>::try_from(&b).unwrap(),
-                        String::from_utf8(shared).unwrap(),
-                    )
-                })
-            })
-            .collect();
-        for h in handles {
-            let (sum, mean, b, shared) = h.join().unwrap();
+        let results = on_two_ranks(|info| {
+            let rank = info.rank;
+            let pg = ProcessGroup::join(&info, Backend::Gloo, Duration::from_secs(60)).unwrap();
+            let t = Tensor::from_slice(&[1.0f32 + rank as f32, 10.0]);
+            pg.all_reduce_sum_(&t).unwrap();
+            let sum = Vec::<f32>::try_from(&t).unwrap();
+            let m = Tensor::from_slice(&[2.0f32 * rank as f32]);
+            pg.all_reduce_mean_(&m).unwrap();
+            let b = Tensor::from_slice(&[rank as f32 + 5.0; 3]);
+            pg.broadcast_(&b, 1).unwrap();
+            pg.barrier().unwrap();
+            let shared = pg
+                .share_from_writer("k", format!("from {rank}").as_bytes())
+                .unwrap();
+            (
+                sum,
+                m.double_value(&[]),
+                Vec::<f32>::try_from(&b).unwrap(),
+                String::from_utf8(shared).unwrap(),
+            )
+        });
+        for (sum, mean, b, shared) in results {
             assert_eq!(sum, vec![3.0, 20.0]);
             assert_eq!(mean, 1.0);
             assert_eq!(b, vec![6.0; 3]);
@@ -547,29 +534,14 @@ mod tests {
     /// names it.
     #[test]
     fn gloo_binds_to_a_named_interface() {
-        let port = free_port();
-        let handles: Vec<_> = (0..2)
-            .map(|rank| {
-                std::thread::spawn(move || {
-                    let info = WorldInfo {
-                        rank,
-                        world: 2,
-                        local_rank: rank,
-                        master_addr: "127.0.0.1".into(),
-                        master_port: port,
-                    };
-                    let pg =
-                        ProcessGroup::join_on(&info, Backend::Gloo, Duration::from_secs(60), "lo")
-                            .unwrap();
-                    let t = Tensor::from_slice(&[rank as f32 + 1.0]);
-                    pg.all_reduce_sum_(&t).unwrap();
-                    t.double_value(&[0])
-                })
-            })
-            .collect();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), 3.0);
-        }
+        let results = on_two_ranks(|info| {
+            let pg =
+                ProcessGroup::join_on(&info, Backend::Gloo, Duration::from_secs(60), "lo").unwrap();
+            let t = Tensor::from_slice(&[info.rank as f32 + 1.0]);
+            pg.all_reduce_sum_(&t).unwrap();
+            t.double_value(&[0])
+        });
+        assert_eq!(results, vec![3.0, 3.0]);
         let info = WorldInfo {
             rank: 0,
             world: 1,
@@ -582,6 +554,24 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("GLOO_SOCKET_IFNAME=nosuchif0"), "{e}");
+    }
+
+    /// `f` as ranks 0 and 1 of a job on 127.0.0.1, each in its own thread; their results in rank order.
+    fn on_two_ranks<T: Send + 'static>(f: fn(WorldInfo) -> T) -> Vec<T> {
+        let port = free_port();
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let info = WorldInfo {
+                    rank,
+                    world: 2,
+                    local_rank: rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                };
+                std::thread::spawn(move || f(info))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     }
 
     /// A port that was free a moment ago (the OS picks it).

@@ -163,6 +163,23 @@ pub struct SweepReport {
     pub dry_run: bool,
 }
 
+impl SweepReport {
+    /// The report of a command on the sweep in `dir` before it has run or submitted anything.
+    fn before(dir: &Path, manifest: &Manifest, skipped: usize, dry_run: bool) -> Self {
+        SweepReport {
+            dir: dir.to_path_buf(),
+            runner: manifest.runner,
+            runs: manifest.runs.len(),
+            skipped,
+            failed: Vec::new(),
+            stopped: Vec::new(),
+            script: None,
+            job_id: None,
+            dry_run,
+        }
+    }
+}
+
 /// The runs of a grid: arm-major, then seeds in `--seeds` order.
 fn expand(grid: &Grid) -> Vec<RunRecord> {
     let mut runs = Vec::new();

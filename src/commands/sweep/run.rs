@@ -4,8 +4,8 @@
 //! task, `sweep status` — sees the same state, and a killed or requeued run resumes from its newest snapshot.
 
 use super::{Manifest, RunRecord, SweepReport};
-use crate::checkpoint::find_snapshot;
 use crate::checkpoint::rundir::snapshot_number;
+use crate::checkpoint::{find_snapshot, run_dirs_newest_first};
 use crate::io::{fs, progress};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -80,43 +80,23 @@ const ATTEMPT: &str = "attempt.json";
 /// Log lines kept with a failure.
 const TAIL_LINES: usize = 15;
 
-/// train's numbered run directories (`NNNNN-…`) in a run's results directory, newest (largest number) first: a
-/// resumed run continues in a new one.
-pub fn train_dirs(results: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(results) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<(u32, PathBuf)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.to_string();
-            let (number, _) = name.split_once('-')?;
-            Some((number.parse().ok()?, p))
-        })
-        .collect();
-    dirs.sort();
-    dirs.into_iter().rev().map(|(_, p)| p).collect()
-}
-
 /// The newest snapshot of the run that verifies (a torn last one falls back to the one before).
 pub fn resume_point(results: &Path) -> Option<PathBuf> {
-    train_dirs(results)
+    run_dirs_newest_first(results)
         .iter()
         .find_map(|d| find_snapshot(d, "latest").ok())
 }
 
 /// The train directory that finished, if any.
 pub fn finished_dir(results: &Path) -> Option<PathBuf> {
-    train_dirs(results)
+    run_dirs_newest_first(results)
         .into_iter()
         .find(|d| d.join("_finished.txt").exists())
 }
 
 /// kimg (ProGAN) or iterations (InfoGAN-CR) of the newest snapshot, from its name.
 pub fn progress_of(results: &Path) -> Option<u64> {
-    train_dirs(results).iter().find_map(|d| {
+    run_dirs_newest_first(results).iter().find_map(|d| {
         crate::checkpoint::snapshots_in(d)
             .ok()?
             .last()
@@ -344,17 +324,7 @@ pub fn local(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<SweepR
         }
     }
     manifest.save(dir)?;
-    let mut report = SweepReport {
-        dir: dir.to_path_buf(),
-        runner: manifest.runner,
-        runs: manifest.runs.len(),
-        skipped,
-        failed: Vec::new(),
-        stopped: Vec::new(),
-        script: None,
-        job_id: None,
-        dry_run,
-    };
+    let mut report = SweepReport::before(dir, &manifest, skipped, dry_run);
     if dry_run || todo.is_empty() {
         return Ok(report);
     }

@@ -127,17 +127,7 @@ pub fn submit(dir: &Path, mut manifest: Manifest, dry_run: bool) -> Result<Sweep
     std::fs::create_dir_all(dir.join("slurm"))
         .with_context(|| format!("cannot create {}", dir.join("slurm").display()))?;
     let script_path: PathBuf = dir.join(SCRIPT);
-    let mut report = SweepReport {
-        dir: dir.to_path_buf(),
-        runner: manifest.runner,
-        runs: manifest.runs.len(),
-        skipped,
-        failed: Vec::new(),
-        stopped: Vec::new(),
-        script: None,
-        job_id: None,
-        dry_run,
-    };
+    let mut report = SweepReport::before(dir, &manifest, skipped, dry_run);
     if todo.is_empty() {
         manifest.save(dir)?;
         return Ok(report);
